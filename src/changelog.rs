@@ -1,0 +1,278 @@
+//! The directory change log: changes from DingTalk events, in order, read by the platform with a
+//! cursor (`GET /dingding/api/changes?after=N&limit=M`, typed `directory.changes`).
+//!
+//! Key-value layout (every store Spin offers, docs/hosts.md):
+//! * `changes:seq` — counter; [`append`] takes each position with `increment(1)`, so positions are
+//!   unique and strictly increasing across instances;
+//! * `change:{seq}` — the [`SequencedChange`] as JSON;
+//! * `changes:gap:{seq}` — when a reader first saw position `seq` missing (expiring value).
+//!
+//! **Gaps.** A writer takes its position before it writes the entry, so a reader can meet a
+//! missing entry: either the write is in flight (it appears within milliseconds) or the writer
+//! crashed (it never appears). The reader stops before a missing entry and records when it first
+//! saw it missing; once it has been missing for [`GAP_GRACE_MS`] (10 s) readers skip it. A write
+//! that lands later than that is not delivered to readers already past it.
+//!
+//! **Retention.** The log keeps the last [`RETAINED`] (100,000) positions: appending position `s`
+//! deletes entry `s - 100,000`. A cursor older than that resumes at the oldest kept entry; the
+//! platform sees the jump in `seq` (then a full-sync pass re-reports everything).
+
+use crate::env::Env;
+use crate::failure::Failure;
+use crate::kv;
+use crate::model::{DirectoryChange, SequencedChange};
+
+/// Page size when the caller asks for 0.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page.
+pub const MAX_LIMIT: u32 = 1000;
+/// How many positions the log keeps.
+pub const RETAINED: u64 = 100_000;
+/// How long a missing entry blocks readers before it is skipped.
+pub const GAP_GRACE_MS: u64 = 10_000;
+
+const SEQ_KEY: &str = "changes:seq";
+/// After a blocking gap, further missing entries up to this far ahead get their first-seen time
+/// recorded too, so a run of gaps clears in one grace period rather than one per entry.
+const SCAN_AHEAD: u64 = 200;
+/// Gap markers are removed by the sweep after this long.
+const GAP_MARKER_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// A page of changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChangePage {
+    /// Changes after the cursor, in order.
+    pub changes: Vec<SequencedChange>,
+    /// Cursor to pass next time (the last position returned or skipped).
+    pub next_after: u64,
+}
+
+fn entry_key(seq: u64) -> String {
+    format!("change:{seq}")
+}
+
+fn gap_key(seq: u64) -> String {
+    format!("changes:gap:{seq}")
+}
+
+/// Appends `changes` in order and returns them with their positions.
+pub fn append(
+    env: &mut dyn Env,
+    changes: Vec<DirectoryChange>,
+) -> Result<Vec<SequencedChange>, Failure> {
+    append_retaining(env, changes, RETAINED)
+}
+
+fn append_retaining(
+    env: &mut dyn Env,
+    changes: Vec<DirectoryChange>,
+    retained: u64,
+) -> Result<Vec<SequencedChange>, Failure> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        let seq = env.kv_increment(SEQ_KEY, 1)?;
+        let seq = u64::try_from(seq)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(Failure::storage)?;
+        let entry = SequencedChange {
+            seq,
+            at_ms: env.now_ms(),
+            change,
+        };
+        kv::put_json(env, &entry_key(seq), &entry)?;
+        if seq > retained {
+            env.kv_delete(&entry_key(seq - retained))?;
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// Reads changes after `after`, at most `limit` (0: 100; at most 1000), skipping entries pruned
+/// by retention and, after [`GAP_GRACE_MS`], entries a crashed writer never wrote.
+pub fn read(env: &mut dyn Env, after: u64, limit: u32) -> Result<ChangePage, Failure> {
+    read_retaining(env, after, limit, RETAINED)
+}
+
+enum Slot {
+    Entry(Box<SequencedChange>),
+    Unreadable,
+    Missing,
+}
+
+fn load(env: &mut dyn Env, seq: u64) -> Result<Slot, Failure> {
+    Ok(match env.kv_get(&entry_key(seq))? {
+        None => Slot::Missing,
+        Some(bytes) => match serde_json::from_slice::<SequencedChange>(&bytes) {
+            Ok(e) if e.seq == seq => Slot::Entry(Box::new(e)),
+            _ => Slot::Unreadable,
+        },
+    })
+}
+
+/// Whether a missing entry may be skipped now; records when it was first seen missing.
+fn gap_expired(env: &mut dyn Env, seq: u64) -> Result<bool, Failure> {
+    let now = env.now_ms();
+    match kv::get_live::<u64>(env, &gap_key(seq))? {
+        Some(first_seen) => Ok(now >= first_seen.saturating_add(GAP_GRACE_MS)),
+        None => {
+            kv::put_expiring(env, &gap_key(seq), &now, now + GAP_MARKER_TTL_MS)?;
+            Ok(false)
+        }
+    }
+}
+
+fn read_retaining(
+    env: &mut dyn Env,
+    after: u64,
+    limit: u32,
+    retained: u64,
+) -> Result<ChangePage, Failure> {
+    let limit = match limit {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    } as usize;
+    let head = u64::try_from(env.kv_increment(SEQ_KEY, 0)?).unwrap_or(0);
+    if after >= head {
+        return Ok(ChangePage {
+            changes: Vec::new(),
+            next_after: after,
+        });
+    }
+    let floor = head.saturating_sub(retained);
+    let mut page = ChangePage {
+        changes: Vec::new(),
+        next_after: after.max(floor),
+    };
+    let mut seq = page.next_after + 1;
+    while seq <= head && page.changes.len() < limit {
+        match load(env, seq)? {
+            Slot::Entry(e) => page.changes.push(*e),
+            Slot::Unreadable => env.log(&format!("change log: entry {seq} is unreadable; skipped")),
+            Slot::Missing => {
+                if !gap_expired(env, seq)? {
+                    // Note later gaps now, so a run of them clears in one grace period.
+                    let end = head.min(seq + SCAN_AHEAD);
+                    for later in seq + 1..=end {
+                        if matches!(load(env, later)?, Slot::Missing) {
+                            gap_expired(env, later)?;
+                        }
+                    }
+                    break;
+                }
+                env.log(&format!("change log: entry {seq} never appeared; skipped"));
+            }
+        }
+        page.next_after = seq;
+        seq += 1;
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeEnv;
+
+    fn removed(dept_id: i64) -> DirectoryChange {
+        DirectoryChange::DepartmentRemoved {
+            corp_id: "c".into(),
+            dept_id,
+        }
+    }
+
+    fn ids(page: &ChangePage) -> Vec<u64> {
+        page.changes.iter().map(|c| c.seq).collect()
+    }
+
+    #[test]
+    fn append_then_read_in_order_with_paging() {
+        let mut env = FakeEnv::new();
+        let out = append(&mut env, (1..=5).map(removed).collect()).unwrap();
+        assert_eq!(
+            out.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(out[0].at_ms, env.now);
+        let p = read(&mut env, 0, 2).unwrap();
+        assert_eq!((ids(&p), p.next_after), (vec![1, 2], 2));
+        let p = read(&mut env, 2, 0).unwrap();
+        assert_eq!((ids(&p), p.next_after), (vec![3, 4, 5], 5));
+        assert_eq!(p.changes[0].change, removed(3));
+        let p = read(&mut env, 5, 10).unwrap();
+        assert!(p.changes.is_empty());
+        assert_eq!(p.next_after, 5);
+        let p = read(&mut env, 99, 10).unwrap();
+        assert_eq!(p.next_after, 99);
+    }
+
+    #[test]
+    fn limit_is_capped() {
+        let mut env = FakeEnv::new();
+        append(&mut env, (0..1005).map(removed).collect()).unwrap();
+        assert_eq!(read(&mut env, 0, 5000).unwrap().changes.len(), 1000);
+        assert_eq!(read(&mut env, 0, 0).unwrap().changes.len(), 100);
+    }
+
+    #[test]
+    fn gap_of_a_crashed_writer_is_skipped_after_grace() {
+        let mut env = FakeEnv::new();
+        append(&mut env, vec![removed(1)]).unwrap();
+        // A writer took positions 2 and 3 and died before writing them.
+        env.kv_increment(SEQ_KEY, 2).unwrap();
+        append(&mut env, vec![removed(4)]).unwrap();
+        let p = read(&mut env, 0, 10).unwrap();
+        assert_eq!((ids(&p), p.next_after), (vec![1], 1));
+        env.now += GAP_GRACE_MS - 1;
+        let p = read(&mut env, 1, 10).unwrap();
+        assert_eq!((ids(&p), p.next_after), (vec![], 1));
+        env.now += 1;
+        let p = read(&mut env, 1, 10).unwrap();
+        assert_eq!(
+            (ids(&p), p.next_after),
+            (vec![4], 4),
+            "both gaps clear after one grace period"
+        );
+    }
+
+    #[test]
+    fn in_flight_write_is_delivered() {
+        let mut env = FakeEnv::new();
+        let seq = env.kv_increment(SEQ_KEY, 1).unwrap() as u64;
+        append(&mut env, vec![removed(2)]).unwrap();
+        assert_eq!(read(&mut env, 0, 10).unwrap().changes.len(), 0);
+        // The slow writer finishes within the grace period.
+        let entry = SequencedChange {
+            seq,
+            at_ms: env.now,
+            change: removed(1),
+        };
+        kv::put_json(&mut env, &entry_key(seq), &entry).unwrap();
+        env.now += 100;
+        let p = read(&mut env, 0, 10).unwrap();
+        assert_eq!(ids(&p), vec![1, 2]);
+    }
+
+    #[test]
+    fn unreadable_entries_are_skipped() {
+        let mut env = FakeEnv::new();
+        append(&mut env, vec![removed(1), removed(2)]).unwrap();
+        env.kv.insert(entry_key(1), b"garbage".to_vec());
+        let p = read(&mut env, 0, 10).unwrap();
+        assert_eq!((ids(&p), p.next_after), (vec![2], 2));
+    }
+
+    #[test]
+    fn retention_keeps_the_store_bounded() {
+        let mut env = FakeEnv::new();
+        for i in 0..25 {
+            append_retaining(&mut env, vec![removed(i)], 10).unwrap();
+        }
+        let entries = env.kv.keys().filter(|k| k.starts_with("change:")).count();
+        assert_eq!(entries, 10);
+        let p = read_retaining(&mut env, 0, 100, 10).unwrap();
+        assert_eq!(ids(&p), (16..=25).collect::<Vec<_>>());
+        assert_eq!(p.next_after, 25);
+    }
+}

@@ -1,0 +1,491 @@
+//! DingTalk client: both API families, error decoding, the shared app-token cache.
+//!
+//! Old API (`oapi`): token in the query, HTTP 200 with `errcode`. New API (`api`): token in the
+//! `x-acs-dingtalk-access-token` header, non-2xx with `{"code","message","requestid"}`.
+//! See docs/dingtalk-api.md §0.2, §1, §9.
+
+pub mod error;
+
+pub use error::{ApiError, Problem};
+
+use crate::env::{Env, HttpRequest, HttpResponse};
+use crate::kv;
+use crate::secret::AccessToken;
+use crate::settings::{CorpApp, Settings};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Refresh the app token this long before it expires (the calling guide says ~10 minutes).
+pub const EARLY_REFRESH_MS: u64 = 10 * 60 * 1000;
+/// Time budget of one DingTalk call made during a browser request.
+pub const CALL_TIMEOUT_MS: u32 = 8_000;
+/// How long a loser of the refresh race waits for the winner's token.
+const TOKEN_WAIT_MS: u64 = 3_000;
+
+/// The DingTalk hosts to call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Old API base, e.g. `https://oapi.dingtalk.com`.
+    pub oapi: String,
+    /// New API base, e.g. `https://api.dingtalk.com`.
+    pub api: String,
+}
+
+impl Endpoints {
+    /// The hosts from the settings.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Endpoints {
+            oapi: settings.oapi_base_url.clone(),
+            api: settings.api_base_url.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedToken {
+    t: String,
+    exp: u64,
+}
+
+/// A DingTalk client for one app, over the host's [`Env`].
+pub struct Client<'a> {
+    env: &'a mut dyn Env,
+    endpoints: &'a Endpoints,
+    app: &'a CorpApp,
+    /// DingTalk calls made through this client.
+    pub calls: u32,
+    /// How many times a throttled call is retried after backing off (0 = report at once).
+    pub throttle_retries: u32,
+    /// Per-call time budget.
+    pub timeout_ms: u32,
+}
+
+impl<'a> Client<'a> {
+    /// A client for `app`.
+    pub fn new(env: &'a mut dyn Env, endpoints: &'a Endpoints, app: &'a CorpApp) -> Self {
+        Client {
+            env,
+            endpoints,
+            app,
+            calls: 0,
+            throttle_retries: 1,
+            timeout_ms: CALL_TIMEOUT_MS,
+        }
+    }
+
+    /// The environment, for flows that need the clock or the store between calls.
+    pub fn env(&mut self) -> &mut dyn Env {
+        self.env
+    }
+
+    /// The app this client calls for.
+    pub fn app(&self) -> &CorpApp {
+        self.app
+    }
+
+    fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+        self.calls += 1;
+        let started = self.env.now_ms();
+        let method = request.method;
+        let path = path_of(request.redacted_url()).to_string();
+        let result = self.env.http(request);
+        let took = self.env.now_ms().saturating_sub(started);
+        match &result {
+            Ok(r) => self.env.log(&format!(
+                "dingtalk {method} {path} -> {} in {took} ms",
+                r.status
+            )),
+            Err(e) => self.env.log(&format!(
+                "dingtalk {method} {path} -> failed ({e}) in {took} ms"
+            )),
+        }
+        result.map_err(ApiError::Transport)
+    }
+
+    fn request(&self, method: &'static str, url: String, body: Option<&Value>) -> HttpRequest {
+        let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+        let body = match body {
+            Some(b) => {
+                headers.push(("content-type".into(), "application/json".into()));
+                serde_json::to_vec(b).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        HttpRequest {
+            method,
+            url,
+            headers,
+            body,
+            timeout_ms: self.timeout_ms,
+        }
+    }
+
+    fn token_key(&self) -> String {
+        format!("tok:app:{}", self.app.app_key)
+    }
+
+    /// The app access token: from the shared cache, refreshed early, fetched by one instance
+    /// at a time (the others wait briefly for its result).
+    pub fn app_token(&mut self) -> Result<AccessToken, ApiError> {
+        let key = self.token_key();
+        let now = self.env.now_ms();
+        let cached: Option<CachedToken> = kv::get_json(self.env, &key).map_err(ApiError::Store)?;
+        let mut still_valid = None;
+        if let Some(c) = cached {
+            if c.exp > now + EARLY_REFRESH_MS {
+                return Ok(AccessToken::new(c.t));
+            }
+            if c.exp > now + 5_000 {
+                still_valid = Some(c.t);
+            }
+        }
+        let lock = format!("lock:tok:{}:{}", self.app.app_key, now / 10_000);
+        let won = kv::claim(self.env, &lock, now + 60_000).map_err(ApiError::Store)?;
+        if !won {
+            if let Some(t) = still_valid {
+                return Ok(AccessToken::new(t));
+            }
+            let deadline = now + TOKEN_WAIT_MS;
+            while self.env.now_ms() < deadline {
+                self.env.sleep_ms(100);
+                let fresh: Option<CachedToken> =
+                    kv::get_json(self.env, &key).map_err(ApiError::Store)?;
+                if let Some(c) = fresh {
+                    if c.exp > self.env.now_ms() + EARLY_REFRESH_MS {
+                        return Ok(AccessToken::new(c.t));
+                    }
+                }
+            }
+        }
+        self.fetch_app_token()
+    }
+
+    /// Fetches a new app token now, bypassing the cache (and storing it). For the set-up check.
+    pub fn fresh_app_token(&mut self) -> Result<AccessToken, ApiError> {
+        self.fetch_app_token()
+    }
+
+    fn fetch_app_token(&mut self) -> Result<AccessToken, ApiError> {
+        let url = format!("{}/v1.0/oauth2/accessToken", self.endpoints.api);
+        let body = json!({"appKey": self.app.app_key, "appSecret": self.app.app_secret.expose()});
+        let request = self.request("POST", url, Some(&body));
+        let response = self.send(request)?;
+        let value = decode_new(&response)?;
+        let token = value
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Parse("accessToken"))?
+            .to_string();
+        let expire_in = value
+            .get("expireIn")
+            .and_then(Value::as_u64)
+            .unwrap_or(7200)
+            .clamp(60, 7 * 24 * 3600);
+        let exp = self.env.now_ms() + expire_in * 1000;
+        let key = self.token_key();
+        kv::put_json(
+            self.env,
+            &key,
+            &CachedToken {
+                t: token.clone(),
+                exp,
+            },
+        )
+        .map_err(ApiError::Store)?;
+        Ok(AccessToken::new(token))
+    }
+
+    /// Drops the cached token if it is still the one that failed.
+    fn invalidate(&mut self, failed: &AccessToken) -> Result<(), ApiError> {
+        let key = self.token_key();
+        let cached: Option<CachedToken> = kv::get_json(self.env, &key).map_err(ApiError::Store)?;
+        if cached.is_some_and(|c| failed.matches(&c.t)) {
+            self.env.kv_delete(&key).map_err(ApiError::Store)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `attempt` with the app token: refreshes once on a token error, backs off and retries
+    /// on throttling, never refreshes on a permission error.
+    fn with_app_token(
+        &mut self,
+        mut attempt: impl FnMut(&mut Self, &AccessToken) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut refreshed = false;
+        let mut throttled = 0;
+        loop {
+            let token = self.app_token()?;
+            match attempt(self, &token) {
+                Err(e) if e.problem() == Problem::TokenInvalid && !refreshed => {
+                    refreshed = true;
+                    self.invalidate(&token)?;
+                }
+                Err(e)
+                    if e.problem() == Problem::Throttled && throttled < self.throttle_retries =>
+                {
+                    self.env.sleep_ms(1_000 << throttled.min(4));
+                    throttled += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `POST {oapi}{path}?access_token=…` with a JSON body; the `errcode` envelope is checked.
+    pub fn oapi_post(&mut self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let base = self.endpoints.oapi.clone();
+        self.with_app_token(|c, token| {
+            let url = format!("{base}{path}?access_token={}", encode(token.expose()));
+            let request = c.request("POST", url, Some(body));
+            let response = c.send(request)?;
+            decode_old(&response)
+        })
+    }
+
+    /// A new-API call with the app token in the header.
+    pub fn api_call(
+        &mut self,
+        method: &'static str,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let base = self.endpoints.api.clone();
+        self.with_app_token(|c, token| {
+            let mut request = c.request(method, format!("{base}{path_and_query}"), body);
+            request.headers.push((
+                "x-acs-dingtalk-access-token".into(),
+                token.expose().to_string(),
+            ));
+            let response = c.send(request)?;
+            decode_new(&response)
+        })
+    }
+
+    /// A new-API call with another token (user or SSO token): no app-token handling.
+    pub fn api_call_with(
+        &mut self,
+        method: &'static str,
+        path_and_query: &str,
+        token: Option<&AccessToken>,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let mut request = self.request(
+            method,
+            format!("{}{path_and_query}", self.endpoints.api),
+            body,
+        );
+        if let Some(t) = token {
+            request
+                .headers
+                .push(("x-acs-dingtalk-access-token".into(), t.expose().to_string()));
+        }
+        let mut throttled = 0;
+        loop {
+            let response = self.send(request.clone())?;
+            match decode_new(&response) {
+                Err(e)
+                    if e.problem() == Problem::Throttled && throttled < self.throttle_retries =>
+                {
+                    self.env.sleep_ms(1_000 << throttled.min(4));
+                    throttled += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[after_scheme + i..],
+        None => "/",
+    }
+}
+
+/// Decodes an old-API response: HTTP 200 and `errcode` 0, else the error.
+pub fn decode_old(response: &HttpResponse) -> Result<Value, ApiError> {
+    let value: Option<Value> = serde_json::from_slice(&response.body).ok();
+    let Some(value) = value.filter(Value::is_object) else {
+        return Err(ApiError::Http {
+            status: response.status,
+        });
+    };
+    if value.get("punish").is_some() {
+        return Err(ApiError::IpBanned);
+    }
+    let errcode = value.get("errcode").and_then(error::as_i64).unwrap_or(0);
+    if response.status == 200 && errcode == 0 {
+        return Ok(value);
+    }
+    if errcode == 0 {
+        return Err(ApiError::Http {
+            status: response.status,
+        });
+    }
+    Err(ApiError::Old {
+        errcode,
+        sub_code: value.get("sub_code").and_then(error::as_string),
+        errmsg: value
+            .get("errmsg")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        request_id: value.get("request_id").and_then(error::as_string),
+    })
+}
+
+/// Decodes a new-API response: 2xx is the payload, else `{"code","message","requestid"}`.
+pub fn decode_new(response: &HttpResponse) -> Result<Value, ApiError> {
+    let value: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if (200..300).contains(&response.status) {
+        return Ok(value.unwrap_or(Value::Null));
+    }
+    let Some(value) = value.filter(Value::is_object) else {
+        return Err(ApiError::Http {
+            status: response.status,
+        });
+    };
+    if value.get("punish").is_some() {
+        return Err(ApiError::IpBanned);
+    }
+    Err(ApiError::New {
+        status: response.status,
+        code: value
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        message: value
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        request_id: value
+            .get("requestid")
+            .or_else(|| value.get("requestId"))
+            .and_then(error::as_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::tests::sample;
+    use crate::testing::{json_response, FakeEnv};
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    fn token_then(
+        env: &mut FakeEnv,
+        mut rest: impl FnMut(&HttpRequest) -> HttpResponse + 'static,
+    ) -> Rc<Cell<u32>> {
+        let tokens = Rc::new(Cell::new(0));
+        let t = tokens.clone();
+        env.respond(move |r| {
+            if r.url.ends_with("/v1.0/oauth2/accessToken") {
+                t.set(t.get() + 1);
+                return Ok(json_response(
+                    200,
+                    &format!(r#"{{"accessToken":"tok{}","expireIn":7200}}"#, t.get()),
+                ));
+            }
+            Ok(rest(r))
+        });
+        tokens
+    }
+
+    #[test]
+    fn token_is_cached_and_refreshed_early() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        let tokens = token_then(&mut env, |_| {
+            json_response(200, r#"{"errcode":0,"result":{}}"#)
+        });
+        for _ in 0..3 {
+            Client::new(&mut env, &ep, &s.corp)
+                .oapi_post("/topapi/v2/user/get", &json!({"userid": "u"}))
+                .unwrap();
+        }
+        assert_eq!(tokens.get(), 1);
+        env.now += 7200 * 1000 - EARLY_REFRESH_MS + 1;
+        Client::new(&mut env, &ep, &s.corp)
+            .oapi_post("/topapi/v2/user/get", &json!({"userid": "u"}))
+            .unwrap();
+        assert_eq!(tokens.get(), 2);
+    }
+
+    #[test]
+    fn token_error_refreshes_once_permission_error_never() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        let tokens = token_then(&mut env, |r| {
+            if r.url.contains("access_token=tok1") {
+                json_response(
+                    200,
+                    r#"{"errcode":88,"sub_code":"40014","errmsg":"ding talk error[subcode=40014]"}"#,
+                )
+            } else {
+                json_response(200, r#"{"errcode":60011,"errmsg":"没有调用该接口的权限"}"#)
+            }
+        });
+        let err = Client::new(&mut env, &ep, &s.corp)
+            .oapi_post("/topapi/v2/user/get", &json!({}))
+            .unwrap_err();
+        assert_eq!(err.problem(), Problem::MissingPermission);
+        assert_eq!(
+            tokens.get(),
+            2,
+            "one refresh after the token error, none after the permission error"
+        );
+        assert_eq!(env.requests.len(), 4);
+    }
+
+    #[test]
+    fn throttling_backs_off_then_retries() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        let n = Rc::new(Cell::new(0));
+        let n2 = n.clone();
+        token_then(&mut env, move |_| {
+            n2.set(n2.get() + 1);
+            if n2.get() == 1 {
+                json_response(200, r#"{"errcode":90018,"errmsg":"qps"}"#)
+            } else {
+                json_response(200, r#"{"errcode":0}"#)
+            }
+        });
+        let before = env.now;
+        Client::new(&mut env, &ep, &s.corp)
+            .oapi_post("/x", &json!({}))
+            .unwrap();
+        assert!(env.now - before >= 1000);
+        assert_eq!(n.get(), 2);
+    }
+
+    #[test]
+    fn no_secret_in_logs() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        token_then(&mut env, |_| json_response(200, r#"{"errcode":0}"#));
+        Client::new(&mut env, &ep, &s.corp)
+            .oapi_post("/topapi/v2/user/get", &json!({}))
+            .unwrap();
+        let logs = env.logs.join("\n");
+        assert!(logs.contains("/topapi/v2/user/get"));
+        assert!(
+            !logs.contains("tok1") && !logs.contains("app-secret"),
+            "{logs}"
+        );
+    }
+}

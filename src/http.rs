@@ -1,0 +1,205 @@
+//! Incoming requests and outgoing responses of the plugin's own routes, host-independent.
+
+use crate::failure::Failure;
+
+/// An incoming request.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Upper-case method.
+    pub method: String,
+    /// Path, percent-encoded as received, without the query.
+    pub path: String,
+    /// Raw query string (without `?`), if any.
+    pub query: Option<String>,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Builds a request from a method and `path?query` (or an absolute URL).
+    pub fn new(
+        method: &str,
+        path_with_query: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Self {
+        let mut target = path_with_query;
+        if let Some(i) = target.find("://") {
+            let rest = &target[i + 3..];
+            target = rest.find('/').map(|j| &rest[j..]).unwrap_or("/");
+        }
+        let target = target.split('#').next().unwrap_or("");
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (target, None),
+        };
+        Request {
+            method: method.to_ascii_uppercase(),
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+            query,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            body,
+        }
+    }
+
+    /// First header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Query pairs, decoded; a key without `=` has an empty value.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        self.query
+            .as_deref()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// First non-empty value of a query parameter.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v)
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "cookie")
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    }
+}
+
+/// An outgoing response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+];
+
+impl Response {
+    fn with(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+        headers.extend(
+            SECURITY_HEADERS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// An HTML page.
+    pub fn html(status: u16, html: String) -> Self {
+        let mut r = Self::with(status, "text/html; charset=utf-8", html.into_bytes());
+        r.headers.push(("x-frame-options".into(), "DENY".into()));
+        r
+    }
+
+    /// A JSON body.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self::with(
+            status,
+            "application/json; charset=utf-8",
+            serde_json::to_vec(value).unwrap_or_default(),
+        )
+    }
+
+    /// The platform-API error body.
+    pub fn json_failure(failure: &Failure) -> Self {
+        Self::json(failure.status, &failure.to_json())
+    }
+
+    /// A redirect.
+    pub fn redirect(status: u16, location: &str) -> Self {
+        let mut r = Self::with(status, "text/plain; charset=utf-8", Vec::new());
+        r.headers.push(("location".into(), location.to_string()));
+        r
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// First header with this name.
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_style_query() {
+        let r = Request::new(
+            "get",
+            "/index.php?dingding/dd_client_callback&corpId=ding1&code=a%2Bb",
+            vec![],
+            vec![],
+        );
+        assert_eq!(r.path, "/index.php");
+        let pairs = r.query_pairs();
+        assert_eq!(
+            pairs[0],
+            ("dingding/dd_client_callback".into(), String::new())
+        );
+        assert_eq!(r.param("corpId").as_deref(), Some("ding1"));
+        assert_eq!(r.param("code").as_deref(), Some("a+b"));
+        assert_eq!(r.method, "GET");
+    }
+
+    #[test]
+    fn absolute_url_and_cookies() {
+        let r = Request::new(
+            "GET",
+            "http://host:3000/dingding/login?x=1#frag",
+            vec![("Cookie".into(), "a=1; dd_state=abc ; b=2".into())],
+            vec![],
+        );
+        assert_eq!(r.path, "/dingding/login");
+        assert_eq!(r.query.as_deref(), Some("x=1"));
+        assert_eq!(r.cookie("dd_state").as_deref(), Some("abc"));
+        assert_eq!(r.cookie("missing"), None);
+    }
+}

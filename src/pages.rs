@@ -1,0 +1,212 @@
+//! HTML pages for people. Every interpolated value goes through `html_escape` (text and
+//! attributes) or through a JSON data block; inline script and style are pinned by CSP hashes.
+
+use crate::failure::Failure;
+use crate::http::Response;
+use crate::router::CorpOption;
+use crate::settings::{Issue, Settings};
+use base64::Engine;
+use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
+use sha2::{Digest, Sha256};
+
+/// DingTalk's JSAPI from its CDN (docs/dingtalk-api.md §2.1).
+pub const JSAPI_URL: &str = "https://g.alicdn.com/dingding/dingtalk-jsapi/3.1.0/dingtalk.open.js";
+
+const STYLE: &str = "body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Microsoft YaHei',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f2329;line-height:1.6}h1{font-size:1.3rem}p.en{color:#646a73}code{background:#f2f3f5;padding:0 .2rem}a.button,button{display:block;width:100%;margin:.5rem 0;padding:.7rem;border:1px solid #3370ff;border-radius:6px;background:#fff;color:#3370ff;font-size:1rem;text-align:center;text-decoration:none;cursor:pointer}li{margin:.3rem 0}";
+
+fn csp_hash(source: &str) -> String {
+    let digest = Sha256::digest(source.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+fn page(status: u16, title: &str, body_html: &str, script: Option<(&str, &[&str])>) -> Response {
+    let mut script_src = vec![];
+    let mut scripts_html = String::new();
+    if let Some((inline, external)) = script {
+        for src in external {
+            script_src.push(src.to_string());
+            scripts_html.push_str(&format!("<script src=\"{}\"></script>", attr(src)));
+        }
+        script_src.push(csp_hash(inline));
+        scripts_html.push_str(&format!("<script>{inline}</script>"));
+    }
+    let csp = format!(
+        "default-src 'none'; style-src {}; img-src https: data:; script-src {}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        csp_hash(STYLE),
+        if script_src.is_empty() { "'none'".to_string() } else { script_src.join(" ") }
+    );
+    let html = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{body_html}{scripts_html}</body></html>",
+        text(title)
+    );
+    Response::html(status, html).header("content-security-policy", &csp)
+}
+
+/// A failure explained to a person, in Chinese and English.
+pub fn failure_page(failure: &Failure) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p>{}</p><p class=\"en\">{}</p><p class=\"en\"><small>{} · {}</small></p>",
+        text(
+            &failure
+                .message_zh
+                .split(['。', '，'])
+                .next()
+                .unwrap_or("出错了")
+                .to_string()
+        ),
+        text(&failure.message_zh),
+        text(&failure.message),
+        failure.status,
+        text(&failure.code)
+    );
+    page(failure.status, "钉钉登录 · DingTalk sign-in", &body, None)
+}
+
+/// The failure behind a configuration error.
+pub fn config_failure(issues: &[Issue]) -> Failure {
+    let fields: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+    Failure::new(
+        503,
+        "plugin_not_configured",
+        format!(
+            "The DingTalk plugin is not configured correctly; the platform admin must fix these settings: {}.",
+            fields.join(", ")
+        ),
+        format!("钉钉插件配置有误，请平台管理员修正以下设置：{}。", fields.join("、")),
+    )
+}
+
+/// The page shown when the settings are invalid: which keys to fix, never their values.
+pub fn config_error_page(issues: &[Issue]) -> Response {
+    let items: String = issues
+        .iter()
+        .map(|i| {
+            format!(
+                "<li><code>{}</code>: {}<br><span class=\"en\">{}</span></li>",
+                text(&i.field),
+                text(&i.message_zh),
+                text(&i.message_en)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>钉钉插件尚未配置完成</h1><p>请平台管理员在【站点配置】→【第三方配置】→【钉钉应用配置】中修正：</p><ul>{items}</ul><p class=\"en\">The DingTalk plugin is not configured correctly. The platform admin must fix the settings above.</p>"
+    );
+    page(503, "钉钉插件配置 · DingTalk plugin settings", &body, None)
+}
+
+/// JSON for a `<script type="application/json">` block: `<`, `>` and `&` escaped so the
+/// block cannot be closed early.
+fn json_block(value: &serde_json::Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+const INAPP_SCRIPT: &str = r#"(function(){var cfg=JSON.parse(document.getElementById('dd-config').textContent);var st=document.getElementById('status');function show(m){st.textContent=m;}var done=false;function fail(e){if(done)return;done=true;var d=e&&(e.errorMessage||e.message||e.errorCode);show(cfg.failed+(d?' ('+d+')':''));}function go(code){if(done)return;done=true;var u=new URL(window.location.href);u.searchParams.set('code',code);window.location.replace(u.toString());}if(typeof dd==='undefined'||(dd.env&&dd.env.platform==='notInDingTalk')){show(cfg.outside);return;}var req={corpId:cfg.corpId,clientId:cfg.clientId,onSuccess:function(r){if(r&&r.code){go(r.code);}else{fail();}},onFail:fail};setTimeout(function(){if(!done){show(cfg.slow);}},10000);if(dd.error){dd.error(fail);}dd.ready(function(){if(typeof dd.requestAuthCode==='function'){dd.requestAuthCode(req);}else if(dd.runtime&&dd.runtime.permission&&dd.runtime.permission.requestAuthCode){dd.runtime.permission.requestAuthCode({corpId:cfg.corpId,onSuccess:req.onSuccess,onFail:fail});}else{show(cfg.outside);}});})();"#;
+
+/// R1/R2 without a code: loads the JSAPI, asks for an auth code for `corp_id`, comes back with it.
+pub fn inapp_page(corp_id: &str, client_id: &str) -> Response {
+    let data = serde_json::json!({
+        "corpId": corp_id,
+        "clientId": client_id,
+        "outside": "请在钉钉客户端内打开此应用（工作台 → 应用）。Please open this app from the DingTalk workbench, inside the DingTalk app.",
+        "failed": "钉钉免登失败，请关闭后重新打开应用。DingTalk sign-in failed; close and reopen the app.",
+        "slow": "钉钉响应较慢，仍在等待…… DingTalk is slow to answer, still waiting…",
+    });
+    let body = format!(
+        "<h1>正在通过钉钉登录……</h1><p id=\"status\" role=\"status\">Signing you in with DingTalk…</p><noscript><p>请启用 JavaScript。Please enable JavaScript.</p></noscript><script type=\"application/json\" id=\"dd-config\">{}</script>",
+        json_block(&data)
+    );
+    page(
+        200,
+        "钉钉登录 · DingTalk sign-in",
+        &body,
+        Some((INAPP_SCRIPT, &[JSAPI_URL])),
+    )
+}
+
+/// R4 for a person in several bound corps: pick the team to enter.
+pub fn corp_choice_page(choice_id: &str, options: &[CorpOption]) -> Response {
+    let buttons: String = options
+        .iter()
+        .map(|o| {
+            let href = format!(
+                "/dingding/dd_or_code_corp_list?choice={}&corp={}",
+                crate::dingtalk::encode(choice_id),
+                crate::dingtalk::encode(&o.corp_id)
+            );
+            let name = if o.corp_name.is_empty() {
+                &o.corp_id
+            } else {
+                &o.corp_name
+            };
+            format!(
+                "<a class=\"button\" href=\"{}\">{}</a>",
+                attr(&href),
+                text(name)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>选择要进入的团队</h1><p class=\"en\">You belong to several organisations. Choose the team to enter.</p>{buttons}<p class=\"en\"><small>此选择 5 分钟内有效。This choice is valid for 5 minutes.</small></p>"
+    );
+    page(200, "选择团队 · Choose a team", &body, None)
+}
+
+/// The default hand-off landing, served when `platform_login_url` is left at its default.
+pub fn login_complete_page(settings: &Settings) -> Response {
+    let body = format!(
+        "<h1>钉钉登录成功</h1><p>平台应在此地址用 <code>ticket</code> 参数调用 <code>POST /dingding/api/tickets/redeem</code> 换取身份信息并建立会话。</p><p class=\"en\">Signed in with DingTalk. The platform's page at this address redeems the <code>ticket</code> server-to-server with <code>POST /dingding/api/tickets/redeem</code> and opens a session. Configure <code>platform_login_url</code> to point at it.</p><p><a class=\"button\" href=\"{}\">返回 Back</a></p>",
+        attr(&settings.site_url)
+    );
+    page(200, "钉钉登录 · DingTalk sign-in", &body, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped() {
+        let r = inapp_page("ding\"><script>alert(1)</script>", "</script><b>");
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(!html.contains("<script>alert(1)"));
+        assert!(!html.contains("</script><b>"));
+        let r = failure_page(&Failure::new(400, "x<y", "<b>en</b>", "<i>中</i>"));
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(!html.contains("<b>en</b>") && !html.contains("<i>中</i>"));
+        assert!(html.contains("&lt;b&gt;en&lt;/b&gt;"));
+    }
+
+    #[test]
+    fn csp_pins_the_inline_script() {
+        let r = inapp_page("dingcorp", "appkey");
+        let csp = r.get_header("content-security-policy").unwrap();
+        assert!(csp.contains(&csp_hash(INAPP_SCRIPT)));
+        assert!(csp.contains(JSAPI_URL));
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains(INAPP_SCRIPT));
+        assert!(html.contains("requestAuthCode"));
+        assert!(html.contains("dd.runtime.permission.requestAuthCode"));
+    }
+
+    #[test]
+    fn corp_choice_escapes_names() {
+        let r = corp_choice_page(
+            "abc",
+            &[CorpOption {
+                corp_id: "dingA&x".into(),
+                corp_name: "<甲公司>".into(),
+            }],
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains("&lt;甲公司&gt;"));
+        assert!(html.contains("corp=dingA%26x"));
+    }
+}
