@@ -96,12 +96,6 @@ struct TicketBody {
     ticket: String,
 }
 
-#[derive(serde::Deserialize, Default)]
-struct CorpBody {
-    #[serde(default)]
-    corp_id: String,
-}
-
 #[derive(serde::Deserialize)]
 struct MessageRequest {
     #[serde(default)]
@@ -180,8 +174,8 @@ pub fn handle(env: &mut dyn Env, settings: &Settings, request: &Request) -> Rout
             }
         }
         ("GET", ["setup"]) => respond(Ok::<_, Failure>(crate::setup::guide(env, settings))),
-        ("POST", ["sync"]) => match body_json::<CorpBody>(request) {
-            Ok(b) => respond(crate::sync::step(env, settings, &b.corp_id)),
+        ("POST", ["sync"]) => match body_json::<crate::sync::StepRequest>(request) {
+            Ok(b) => respond(crate::sync::step_with(env, settings, &b)),
             Err(f) => Routed::json_failure(f),
         },
         ("GET", ["changes"]) => {

@@ -175,6 +175,6 @@ pub(crate) mod tests {
             total += sweep(&mut env).unwrap();
         }
         assert_eq!(total, 1);
-        assert!(env.kv.get("late").is_none());
+        assert!(!env.kv.contains_key("late"));
     }
 }

@@ -529,12 +529,12 @@ pub fn qr_start(env: &mut dyn Env, settings: &Settings, request: &Request) -> Ro
 // ---------------------------------------------------------------------------------------------
 // R4: QR / browser login callback
 
-fn state_failure(code: &str, en: &str, zh: &str) -> Routed {
-    Routed::page_failure(Failure::bad_request(code, en, zh))
+fn state_failure(code: &str, en: &str, zh: &str) -> Failure {
+    Failure::bad_request(code, en, zh)
 }
 
 /// Verifies and consumes `state` against the browser's binding cookie.
-fn consume_state(env: &mut dyn Env, request: &Request) -> Result<LoginState, Routed> {
+fn consume_state(env: &mut dyn Env, request: &Request) -> Result<LoginState, Failure> {
     let Some(state) = request.param("state") else {
         return Err(state_failure(
             "state_missing",
@@ -560,8 +560,7 @@ fn consume_state(env: &mut dyn Env, request: &Request) -> Result<LoginState, Rou
         ));
     };
     let key = format!("state:{state}");
-    let record: Option<LoginState> =
-        kv::get_live(env, &key).map_err(|e| Routed::page_failure(e.into()))?;
+    let record: Option<LoginState> = kv::get_live(env, &key)?;
     let Some(record) = record else {
         return Err(expired());
     };
@@ -576,7 +575,7 @@ fn consume_state(env: &mut dyn Env, request: &Request) -> Result<LoginState, Rou
     match kv::claim(env, &format!("claim:state:{state}"), expires) {
         Ok(true) => {}
         Ok(false) => return Err(expired()),
-        Err(e) => return Err(Routed::page_failure(e.into())),
+        Err(e) => return Err(e.into()),
     }
     let _ = env.kv_delete(&key);
     Ok(record)
@@ -616,7 +615,7 @@ pub fn qr_callback(
     }
     let state = match consume_state(env, request) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(f) => return Routed::page_failure(f),
     };
     let Some(code) = request.param("authCode").or_else(|| request.param("code")) else {
         return Routed::page_failure(Failure::bad_request(
@@ -666,7 +665,6 @@ pub fn qr_callback(
         Ok(v) => v,
         Err(e) => return Routed::page_failure(e.to_failure("Contact.User.Read")),
     };
-    drop(client);
     let Some(unionid) = me
         .get("unionId")
         .and_then(Value::as_str)
@@ -750,11 +748,11 @@ fn complete_choice(
     mode: Mode,
 ) -> Routed {
     let invalid = || {
-        state_failure(
+        Routed::page_failure(state_failure(
             "choice_invalid",
             "This choice has expired or was already used. Start the DingTalk sign-in again.",
             "该选择已过期或已被使用，请重新发起钉钉登录。",
-        )
+        ))
     };
     let choice_id = request.param("choice").unwrap_or_default();
     let corp_id = request.param("corp").unwrap_or_default();
@@ -771,18 +769,18 @@ fn complete_choice(
     };
     let cookie = request.cookie(BINDING_COOKIE).unwrap_or_default();
     if !crate::secret::PlatformToken::new(choice.binding.clone()).matches(&cookie) {
-        return state_failure(
+        return Routed::page_failure(state_failure(
             "choice_mismatch",
             "This choice belongs to another browser. Start the DingTalk sign-in again here.",
             "该选择属于其他浏览器，请在此浏览器中重新发起钉钉登录。",
-        );
+        ));
     }
     let Some((_, userid)) = choice.members.iter().find(|(c, _)| *c == corp_id) else {
-        return state_failure(
+        return Routed::page_failure(state_failure(
             "choice_not_offered",
             "That organisation was not one of the choices. Pick one from the list.",
             "该组织不在可选列表中，请从列表中选择。",
-        );
+        ));
     };
     let expires = env.now_ms() + CHOICE_TTL_MS;
     match kv::claim(env, &format!("claim:choice:{choice_id}"), expires) {

@@ -1,0 +1,1245 @@
+//! Full directory sync as bounded, resumable steps (DESIGN §7, docs §5.7, peers opportunities 3–5, 7).
+//!
+//! # How the platform calls it
+//!
+//! Call [`step`] (typed export `directory.sync-step`) or `POST /dingding/api/sync` again and again.
+//! Each call makes at most `min(2 × sync_qps, 40)` DingTalk calls, starts no new call after 8 s,
+//! and returns a bounded [`SyncBatch`]: ≤ 500 departments (parents before children), ≤ 500
+//! members (each once per pass, with every department it belongs to, leader, admin, boss and
+//! active flags), ≤ 1000 changes. When `retry_after_ms` is set, wait that long before the next call
+//! (DingTalk throttled, another instance holds the step, or the step ran out of time). When
+//! `progress.complete` is true the pass is over: its last batch carries the deactivations and
+//! removals; the next call starts pass `pass + 1` (run one every few hours to heal missed events).
+//!
+//! A pass: `department/get` for the root (1), then breadth first `department/listsub` for every
+//! department plus `department/get` (order and `dept_manager_userid_list`, so a member's leader
+//! flags are complete even for departments listed later), then `user/list` (cursor, size 100) for
+//! every department; no per-user detail calls. At the end of a **complete** pass it compares with
+//! the previous complete pass: members no longer seen → `MemberDeactivated` (never deleted, never
+//! on an incomplete pass), members back after leaving → `MemberUpserted`, changed department sets
+//! → `MemberMoved { added, removed }`, departments gone → `DepartmentRemoved`. The first pass
+//! reports no changes. Sync changes are returned in batches only; events go to the change log.
+//!
+//! # Crash safety and exactly-once delivery
+//!
+//! Every step reads the checkpoint, does its work, and **commits the new checkpoint as its last
+//! store write**; nothing fallible follows, so a returned batch always matches a committed
+//! checkpoint and a step that fails or dies commits nothing. Every per-member and per-department
+//! record written during a step carries the step's attempt id (`tag`) next to its previous value
+//! (`base`); a tag counts only once its attempt has committed (attempts that died, failed or were
+//! replayed are listed as void in the checkpoint), so a re-run re-derives the same batch from the
+//! same checkpoint: nothing is lost and nothing is reported twice.
+//!
+//! A batch whose response was lost *after* the commit (HTTP) can be asked for again: every batch
+//! carries a `cursor`; the HTTP body may acknowledge the last batch received:
+//!
+//! ```json
+//! {"corp_id": "", "ack": "<cursor of the last batch received>", "restart": false}
+//! ```
+//!
+//! * no `ack` (and the typed export, which returns in-process): continue from the checkpoint;
+//! * `ack` = the cursor of the last committed batch: continue;
+//! * `ack` = the cursor of the batch before it (the last response was lost): that lost batch is
+//!   derived again from the previous checkpoint and returned (its own writes are voided);
+//! * any other `ack`: 409 `sync_cursor_stale` (another worker is stepping the same corp).
+//! * `restart: true` abandons the current pass and starts a new one (no deactivations for the
+//!   abandoned pass; the new one compares with the last complete pass).
+//!
+//! Two instances stepping at once: a lease `synclease:{corp}:{pass}:{version}:{slot}` is claimed
+//! with `increment` for the 30-s slot of the start time and the next one; the loser returns an
+//! empty batch with `retry_after_ms`. A step that ran past 25 s does not commit.
+//!
+//! # Rate limit
+//!
+//! Before every DingTalk call (including a token fetch) a slot of the current second is claimed
+//! with `increment("syncq:{corp}:{unix_second}")`; above `sync_qps` the step sleeps to the next
+//! second. The counter is shared by every instance on the store, so `sync_qps` holds across steps
+//! and instances. Throttling answers (90018, 90002, 403 Qps…) end the step early with the work
+//! done so far and `retry_after_ms` (1 s, doubling while it repeats, at most 16 s); the unfinished
+//! page is read again. The monthly quota (90020), a missing permission
+//! (`qyapi_get_department_list`, `qyapi_get_department_member`), a department outside the contact
+//! scope (50004), the IP whitelist and bad credentials stop the step with a clear [`Failure`].
+//!
+//! # Key-value keys (per corp)
+//!
+//! | key | value |
+//! |---|---|
+//! | `sync:{corp}:ckpt` | checkpoint: `version`, current and previous state, void attempt ranges |
+//! | `sync:{corp}:attempt` | counter: attempt ids |
+//! | `sync:{corp}:born` | counter: > 0 once a checkpoint was committed (tells a lost one from none) |
+//! | `synclease:{corp}:{pass}:{version}:{slot}` | counter: step lease (claim; expires) |
+//! | `syncq:{corp}:{unix_second}` | counter: DingTalk calls in that second (expires) |
+//! | `syncdq:{corp}:{i}` | the pass's department queue, position `i` (overwritten each pass) |
+//! | `syncd:{corp}:{dept_id}` | department record: slot, base/new state (present, last pass seen, managers), tag |
+//! | `syncdi:{corp}:n`, `syncdi:{corp}:{i}` | counter and slots: index of department records |
+//! | `syncm:{corp}:{userid}` | member record: slot, base/new state (present, last pass seen, departments), tag |
+//! | `syncmi:{corp}:n`, `syncmi:{corp}:{i}` | counter and slots: index of member records |
+//!
+//! The indexes are walked slot by slot at the end of a pass (no list-keys); a slot whose record
+//! does not point back to it (left by a crash) is skipped.
+
+use crate::corps;
+use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
+use crate::directory::{self, ROOT_DEPT};
+use crate::env::{Env, HttpRequest, HttpResponse, KvError, TransportError};
+use crate::failure::Failure;
+use crate::kv;
+use crate::model::{Department, DirectoryChange, Member};
+use crate::settings::Settings;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap};
+
+#[cfg(test)]
+mod tests;
+
+/// Most departments in one batch.
+pub const MAX_DEPARTMENTS_PER_BATCH: usize = 500;
+/// Most members in one batch.
+pub const MAX_MEMBERS_PER_BATCH: usize = 500;
+/// Most changes in one batch.
+pub const MAX_CHANGES_PER_BATCH: usize = 1000;
+/// Most record slots examined by one step at the end of a pass.
+pub const SWEEP_SLOTS_PER_STEP: u64 = 500;
+/// Most DingTalk calls in one step (also at most twice `sync_qps`).
+pub const MAX_CALLS_PER_STEP: u32 = 40;
+/// No new DingTalk call starts after a step has run this long.
+pub const STEP_BUDGET_MS: u64 = 8_000;
+/// Width of a lease slot.
+pub const LEASE_MS: u64 = 30_000;
+/// A step that ran longer than this does not commit (its lease may have run out).
+const COMMIT_DEADLINE_MS: u64 = 25_000;
+/// `user/list` page size (the API's maximum).
+const PAGE_SIZE: u64 = 100;
+const BUSY_RETRY_MS: u32 = 2_000;
+const DEPT_PERMISSION: &str = "qyapi_get_department_list";
+const MEMBER_PERMISSION: &str = "qyapi_get_department_member";
+
+/// Progress of the current pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncProgress {
+    /// Pass number (1 for the first pass).
+    pub pass: u64,
+    /// Departments whose members were all read.
+    pub departments_done: u32,
+    /// Departments discovered.
+    pub departments_known: u32,
+    /// Distinct members seen in this pass.
+    pub members_seen: u32,
+    /// DingTalk calls made by this step.
+    pub calls: u32,
+    /// Pass complete.
+    pub complete: bool,
+}
+
+/// One step's batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncBatch {
+    /// Departments, parents first.
+    pub departments: Vec<Department>,
+    /// Members read, each once per pass.
+    pub members: Vec<Member>,
+    /// Moves, comebacks, removals and (at the end of a complete pass) deactivations.
+    pub changes: Vec<DirectoryChange>,
+    /// Progress.
+    pub progress: SyncProgress,
+    /// Wait this long before the next step.
+    pub retry_after_ms: Option<u32>,
+    /// Acknowledge this batch by sending it as `ack` with the next HTTP step.
+    pub cursor: String,
+}
+
+/// The body of `POST /dingding/api/sync`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StepRequest {
+    /// Organisation (empty: the configured corp).
+    #[serde(default)]
+    pub corp_id: String,
+    /// `cursor` of the last batch received.
+    #[serde(default)]
+    pub ack: Option<String>,
+    /// Abandon the current pass and start a new one.
+    #[serde(default)]
+    pub restart: bool,
+}
+
+/// Runs one bounded step of the full sync for `corp_id` (empty: the configured corp).
+pub fn step(env: &mut dyn Env, settings: &Settings, corp_id: &str) -> Result<SyncBatch, Failure> {
+    step_with(
+        env,
+        settings,
+        &StepRequest {
+            corp_id: corp_id.to_string(),
+            ..StepRequest::default()
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistent state
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    /// Before the first pass, or the pass is complete.
+    #[default]
+    Done,
+    /// Discovering, detailing and reporting departments.
+    Tree,
+    /// Reading members department by department.
+    Members,
+    /// Walking member records: deactivations.
+    SweepMembers,
+    /// Walking department records: removals.
+    SweepDepts,
+}
+
+/// Where a pass stands. Queue positions are 0-based, record slots 1-based.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    pass: u64,
+    /// The attempt that committed this state.
+    attempt: u64,
+    phase: Phase,
+    /// Departments in the queue.
+    known: u64,
+    /// Queue entries with details (`department/get`) fetched.
+    detailed: u64,
+    /// Queue entries whose children were listed.
+    expanded: u64,
+    /// Queue entries reported in batches.
+    reported: u64,
+    /// Queue entry whose members are being read, and the `user/list` cursor in it.
+    walk: u64,
+    cursor: u64,
+    members_seen: u64,
+    /// Next record slot to examine at the end of the pass.
+    sweep: u64,
+    /// First attempt of this pass's sweep: void attempts before it no longer tag any record
+    /// once the sweep is over.
+    sweep_from: u64,
+    /// Consecutive throttled steps.
+    throttled: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u64,
+    cur: State,
+    prev: Option<State>,
+    /// Inclusive ranges of attempt ids that never committed (or were replayed).
+    void: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct MemberState {
+    /// Member of the organisation as last reported (false once deactivated).
+    present: bool,
+    /// Last pass that reported the member (0: never).
+    seen: u64,
+    /// Departments as last reported, sorted.
+    depts: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct DeptState {
+    present: bool,
+    seen: u64,
+    /// `dept_manager_userid_list` of the pass that saw it.
+    managers: Vec<String>,
+}
+
+/// A record with a pending write: `new` counts once attempt `tag` has committed, else `base`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Rec<S> {
+    slot: u64,
+    base: S,
+    tag: Option<u64>,
+    new: S,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QueueEntry {
+    dept: Department,
+    /// Vanished during the pass (60003): not reported, not walked.
+    #[serde(default)]
+    gone: bool,
+}
+
+/// Which attempt ids count when reading tagged records during attempt `me`, which started
+/// from a state committed by attempt `base`.
+struct Validity {
+    me: u64,
+    base: u64,
+    void: Vec<(u64, u64)>,
+}
+
+impl Validity {
+    fn counts(&self, tag: u64) -> bool {
+        tag == self.me
+            || (tag <= self.base && !self.void.iter().any(|(lo, hi)| *lo <= tag && tag <= *hi))
+    }
+
+    fn effective<S: Clone>(&self, rec: &Rec<S>) -> S {
+        match rec.tag {
+            Some(t) if self.counts(t) => rec.new.clone(),
+            _ => rec.base.clone(),
+        }
+    }
+}
+
+fn add_void(void: &mut Vec<(u64, u64)>, lo: u64, hi: u64) {
+    if lo > hi {
+        return;
+    }
+    void.push((lo, hi));
+    void.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(void.len());
+    for (lo, hi) in void.drain(..) {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    *void = merged;
+}
+
+fn token(s: &State) -> String {
+    format!("{}.{}", s.pass, s.attempt)
+}
+
+struct Keys {
+    corp: String,
+}
+
+impl Keys {
+    fn ckpt(&self) -> String {
+        format!("sync:{}:ckpt", self.corp)
+    }
+    fn born(&self) -> String {
+        format!("sync:{}:born", self.corp)
+    }
+    fn attempt(&self) -> String {
+        format!("sync:{}:attempt", self.corp)
+    }
+    fn lease(&self, pass: u64, version: u64, slot: u64) -> String {
+        format!("synclease:{}:{pass}:{version}:{slot}", self.corp)
+    }
+    fn queue(&self, i: u64) -> String {
+        format!("syncdq:{}:{i}", self.corp)
+    }
+    fn dept(&self, id: i64) -> String {
+        format!("syncd:{}:{id}", self.corp)
+    }
+    fn dept_count(&self) -> String {
+        format!("syncdi:{}:n", self.corp)
+    }
+    fn dept_slot(&self, i: u64) -> String {
+        format!("syncdi:{}:{i}", self.corp)
+    }
+    fn member(&self, userid: &str) -> String {
+        format!("syncm:{}:{userid}", self.corp)
+    }
+    fn member_count(&self) -> String {
+        format!("syncmi:{}:n", self.corp)
+    }
+    fn member_slot(&self, i: u64) -> String {
+        format!("syncmi:{}:{i}", self.corp)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limiting: an Env that claims a per-second slot before every outgoing call.
+
+#[derive(Default)]
+struct Meter {
+    calls: Cell<u32>,
+    out_of_time: Cell<bool>,
+    store_failed: Cell<bool>,
+}
+
+struct QpsEnv<'a> {
+    inner: &'a mut dyn Env,
+    corp: String,
+    qps: i64,
+    deadline_ms: u64,
+    meter: &'a Meter,
+}
+
+impl QpsEnv<'_> {
+    fn claim_slot(&mut self) -> Result<(), TransportError> {
+        loop {
+            let now = self.inner.now_ms();
+            if now >= self.deadline_ms {
+                self.meter.out_of_time.set(true);
+                return Err(TransportError::Timeout);
+            }
+            let second = now / 1000;
+            let key = format!("syncq:{}:{second}", self.corp);
+            let claimed = self.inner.kv_increment(&key, 1).and_then(|n| {
+                if n == 1 {
+                    kv::register_expiry(self.inner, &key, (second + 2) * 1000)?;
+                }
+                Ok(n)
+            });
+            match claimed {
+                Ok(n) if n <= self.qps => return Ok(()),
+                Ok(_) => self.inner.sleep_ms(1000 - now % 1000),
+                Err(_) => {
+                    self.meter.store_failed.set(true);
+                    return Err(TransportError::Unreachable("key-value store".into()));
+                }
+            }
+        }
+    }
+}
+
+impl Env for QpsEnv<'_> {
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.claim_slot()?;
+        self.meter.calls.set(self.meter.calls.get() + 1);
+        self.inner.http(request)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.kv_get(key)
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.kv_set(key, value)
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.inner.kv_delete(key)
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.inner.kv_increment(key, delta)
+    }
+    fn log(&mut self, line: &str) {
+        self.inner.log(line)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The step
+
+fn stale_cursor() -> Failure {
+    Failure::new(
+        409,
+        "sync_cursor_stale",
+        "The ack does not match the last two sync batches: another worker is stepping this organisation's sync. Let one worker step it; send no ack to continue from the checkpoint.",
+        "ack 与最近两个同步批次都不匹配：另一个进程正在推进该组织的同步。请只让一个进程推进；不带 ack 可从检查点继续。",
+    )
+}
+
+fn idle_batch(state: &State, cursor: String, retry_after_ms: u32) -> SyncBatch {
+    SyncBatch {
+        progress: progress_of(state, 0),
+        retry_after_ms: Some(retry_after_ms),
+        cursor,
+        ..SyncBatch::default()
+    }
+}
+
+fn progress_of(s: &State, calls: u32) -> SyncProgress {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    SyncProgress {
+        pass: s.pass,
+        departments_done: match s.phase {
+            Phase::Tree => 0,
+            Phase::Members => clamp(s.walk),
+            Phase::Done | Phase::SweepMembers | Phase::SweepDepts => clamp(s.known),
+        },
+        departments_known: clamp(s.known),
+        members_seen: clamp(s.members_seen),
+        calls,
+        complete: s.phase == Phase::Done && s.pass > 0,
+    }
+}
+
+/// Runs one step; `request.ack` and `request.restart` as described in the module docs.
+pub fn step_with(
+    env: &mut dyn Env,
+    settings: &Settings,
+    request: &StepRequest,
+) -> Result<SyncBatch, Failure> {
+    let app = corps::resolve(env, settings, Some(&request.corp_id))?;
+    let keys = Keys {
+        corp: app.corp_id.clone(),
+    };
+    let ck = load_checkpoint(env, &keys)?;
+    let ack = request
+        .ack
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
+    let base = match ack {
+        None => ck.cur.clone(),
+        Some(a) if a == token(&ck.cur) => ck.cur.clone(),
+        Some(a) => match &ck.prev {
+            Some(p) if a == token(p) => p.clone(),
+            _ => return Err(stale_cursor()),
+        },
+    };
+    let echo = ack.map(str::to_string).unwrap_or_else(|| token(&ck.cur));
+
+    let started = env.now_ms();
+    let slot = started / LEASE_MS;
+    let leases = [
+        keys.lease(ck.cur.pass, ck.version, slot),
+        keys.lease(ck.cur.pass, ck.version, slot + 1),
+    ];
+    for (key, s) in leases.iter().zip([slot, slot + 1]) {
+        if !kv::claim(env, key, (s + 2) * LEASE_MS)? {
+            return Ok(idle_batch(&ck.cur, echo, BUSY_RETRY_MS));
+        }
+    }
+    let me = match next_attempt(env, &keys, &ck) {
+        Ok(me) => me,
+        Err(f) => {
+            release(env, &leases);
+            return Err(f);
+        }
+    };
+
+    let meter = Meter::default();
+    let endpoints = Endpoints::from_settings(settings);
+    let outcome = {
+        let mut qps_env = QpsEnv {
+            inner: &mut *env,
+            corp: app.corp_id.clone(),
+            qps: i64::from(settings.sync_qps.max(1)),
+            deadline_ms: started + STEP_BUDGET_MS + 2_000,
+            meter: &meter,
+        };
+        let mut client = Client::new(&mut qps_env, &endpoints, &app);
+        client.throttle_retries = 0;
+        let mut run = Run {
+            client,
+            keys: &keys,
+            valid: Validity {
+                me,
+                base: base.attempt,
+                void: ck.void.clone(),
+            },
+            me,
+            pass: 0,
+            dept_cache: HashMap::new(),
+            meter: &meter,
+            max_calls: settings
+                .sync_qps
+                .max(1)
+                .saturating_mul(2)
+                .clamp(2, MAX_CALLS_PER_STEP),
+            started,
+        };
+        run.go(&base, request.restart)
+    };
+    let (state, mut batch) = match outcome {
+        Ok(done) => done,
+        Err(f) => {
+            // Nothing of this attempt counts; let the next step run at once.
+            release(env, &leases);
+            return Err(f);
+        }
+    };
+    if env.now_ms().saturating_sub(started) > COMMIT_DEADLINE_MS {
+        env.log("sync: step ran past its lease; not committed, it will be redone");
+        return Ok(idle_batch(&ck.cur, echo, 1_000));
+    }
+    let mut void = ck.void.clone();
+    if state.pass > base.pass && base.phase == Phase::Done && base.pass > 0 {
+        // The finished pass swept every record: void attempts from before its sweep tag none.
+        void.retain(|(_, hi)| *hi >= base.sweep_from);
+    }
+    add_void(&mut void, base.attempt + 1, me - 1);
+    let committed = Checkpoint {
+        version: ck.version + 1,
+        cur: state,
+        prev: Some(base),
+        void,
+    };
+    if ck.version == 0 {
+        // Lets a later step tell a lost checkpoint from one never written.
+        env.kv_increment(&keys.born(), 1)?;
+    }
+    kv::put_json(env, &keys.ckpt(), &committed)?;
+    batch.cursor = token(&committed.cur);
+    Ok(batch)
+}
+
+/// The checkpoint. When it is missing although attempts were made (the key was lost), the sync
+/// resumes after every pass and attempt those could have used, so records of earlier passes
+/// still compare as older; an unreadable checkpoint is a failure, never a silent restart.
+fn load_checkpoint(env: &mut dyn Env, keys: &Keys) -> Result<Checkpoint, Failure> {
+    match env.kv_get(&keys.ckpt())? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| {
+            Failure::new(
+                500,
+                "sync_state_unreadable",
+                format!("The sync checkpoint of organisation {} in the key-value store is unreadable. Delete the key sync:{}:ckpt to start over with a new pass.", keys.corp, keys.corp),
+                format!("键值存储中组织 {} 的同步检查点无法读取。删除键 sync:{}:ckpt 即可从新的一轮重新开始。", keys.corp, keys.corp),
+            )
+        }),
+        None => {
+            if env.kv_increment(&keys.born(), 0)? <= 0 {
+                return Ok(Checkpoint::default());
+            }
+            // Pass numbers never exceed attempt ids, so the next pass is newer than any record.
+            // The void list is lost with it: every tag counts (crashes are rare, and the next
+            // pass reports every member again anyway).
+            let used = u64::try_from(env.kv_increment(&keys.attempt(), 0)?).unwrap_or(0);
+            env.log("sync: checkpoint missing; resuming with a new pass after the last known attempt");
+            Ok(Checkpoint {
+                cur: State {
+                    pass: used,
+                    attempt: used,
+                    ..State::default()
+                },
+                ..Checkpoint::default()
+            })
+        }
+    }
+}
+
+/// A fresh attempt id, above every id the checkpoint knows (also if the counter was lost).
+fn next_attempt(env: &mut dyn Env, keys: &Keys, ck: &Checkpoint) -> Result<u64, Failure> {
+    let known = [
+        ck.cur.attempt,
+        ck.prev.as_ref().map_or(0, |p| p.attempt),
+        ck.void.last().map_or(0, |v| v.1),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    let mut n = env.kv_increment(&keys.attempt(), 1)?;
+    let known = i64::try_from(known).map_err(|_| Failure::storage())?;
+    if n <= known {
+        n = env.kv_increment(&keys.attempt(), known - n + 1)?;
+    }
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(Failure::storage)
+}
+
+fn release(env: &mut dyn Env, leases: &[String]) {
+    for key in leases {
+        if env.kv_delete(key).is_err() {
+            env.log("sync: could not release the step lease; it expires by itself");
+        }
+    }
+}
+
+/// Why a unit of work stopped the step.
+enum Halt {
+    /// A DingTalk error, and the permission the call needs.
+    Api(ApiError, &'static str),
+    /// A failure to report as is.
+    Fail(Failure),
+}
+
+impl From<KvError> for Halt {
+    fn from(_: KvError) -> Self {
+        Halt::Fail(Failure::storage())
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Run<'k, 'c> {
+    client: Client<'c>,
+    keys: &'k Keys,
+    valid: Validity,
+    me: u64,
+    pass: u64,
+    dept_cache: HashMap<i64, DeptState>,
+    meter: &'k Meter,
+    max_calls: u32,
+    started: u64,
+}
+
+fn backoff_ms(streak: u32) -> u32 {
+    1_000u32 << streak.saturating_sub(1).min(4)
+}
+
+impl Run<'_, '_> {
+    fn env(&mut self) -> &mut dyn Env {
+        self.client.env()
+    }
+
+    fn corp(&self) -> String {
+        self.keys.corp.clone()
+    }
+
+    /// Whether the step may make another DingTalk call: the token is fetched first (so its
+    /// call is counted too), then the call and time budgets are checked.
+    fn can_call(&mut self, permission: &'static str) -> Result<bool, Halt> {
+        if self.meter.calls.get() >= self.max_calls
+            || self.env().now_ms().saturating_sub(self.started) >= STEP_BUDGET_MS
+        {
+            return Ok(false);
+        }
+        self.client
+            .app_token()
+            .map_err(|e| Halt::Api(e, permission))?;
+        Ok(self.meter.calls.get() < self.max_calls)
+    }
+
+    fn go(&mut self, base: &State, restart: bool) -> Result<(State, SyncBatch), Failure> {
+        let meter = self.meter;
+        let mut s = base.clone();
+        s.attempt = self.me;
+        if s.phase == Phase::Done || restart {
+            s = State {
+                pass: base.pass + 1,
+                attempt: self.me,
+                phase: Phase::Tree,
+                ..State::default()
+            };
+        }
+        self.pass = s.pass;
+        let mut b = SyncBatch::default();
+        let mut units = 0u32;
+        loop {
+            let before = meter.calls.get();
+            let result = match s.phase {
+                Phase::Tree => self.tree(&mut s, &mut b),
+                Phase::Members => self.walk(&mut s, &mut b),
+                Phase::SweepMembers => self.sweep_members(&mut s, &mut b),
+                Phase::SweepDepts => self.sweep_depts(&mut s, &mut b),
+                Phase::Done => break,
+            };
+            match result {
+                Ok(Flow::Continue) => {
+                    units += 1;
+                    if meter.calls.get() > before {
+                        s.throttled = 0;
+                    }
+                }
+                Ok(Flow::Stop) => break,
+                Err(Halt::Fail(f)) => return Err(f),
+                Err(Halt::Api(e, permission)) => {
+                    if meter.store_failed.get() {
+                        return Err(Failure::storage());
+                    }
+                    if meter.out_of_time.get() {
+                        b.retry_after_ms = Some(1_000);
+                        break;
+                    }
+                    match e.problem() {
+                        Problem::Throttled => {
+                            s.throttled = s.throttled.saturating_add(1);
+                            b.retry_after_ms = Some(backoff_ms(s.throttled));
+                            self.env().log(&format!(
+                                "sync: DingTalk throttled ({}); backing off",
+                                e.code_text()
+                            ));
+                            break;
+                        }
+                        Problem::IpBanned => {
+                            b.retry_after_ms = Some(60_000);
+                            break;
+                        }
+                        Problem::MonthlyQuota
+                        | Problem::MissingPermission
+                        | Problem::OutOfScope
+                        | Problem::IpNotWhitelisted
+                        | Problem::BadCredentials
+                        | Problem::OutboundDenied
+                        | Problem::Storage => return Err(e.to_failure(permission)),
+                        _ if units > 0 => {
+                            self.env().log(&format!(
+                                "sync: DingTalk error {}; step ends early",
+                                e.code_text()
+                            ));
+                            b.retry_after_ms = Some(BUSY_RETRY_MS);
+                            break;
+                        }
+                        _ => return Err(e.to_failure(permission)),
+                    }
+                }
+            }
+        }
+        b.progress = progress_of(&s, meter.calls.get());
+        Ok((s, b))
+    }
+
+    // ---- records ---------------------------------------------------------------------------
+
+    fn alloc_slot(
+        &mut self,
+        count_key: String,
+        slot_key: impl Fn(u64) -> String,
+        id: &str,
+    ) -> Result<u64, Halt> {
+        let n = self.env().kv_increment(&count_key, 1)?;
+        let n = u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(Halt::Fail(Failure::storage()))?;
+        self.env().kv_set(&slot_key(n), id.as_bytes())?;
+        Ok(n)
+    }
+
+    fn dept_rec(&mut self, id: i64) -> Result<Option<Rec<DeptState>>, Halt> {
+        let key = self.keys.dept(id);
+        Ok(kv::get_json(self.env(), &key)?)
+    }
+
+    fn put_dept_rec(&mut self, id: i64, rec: &Rec<DeptState>) -> Result<(), Halt> {
+        let key = self.keys.dept(id);
+        kv::put_json(self.env(), &key, rec)?;
+        self.dept_cache.insert(id, rec.new.clone());
+        Ok(())
+    }
+
+    /// The department's state as this attempt sees it.
+    fn dept_state(&mut self, id: i64) -> Result<DeptState, Halt> {
+        if let Some(s) = self.dept_cache.get(&id) {
+            return Ok(s.clone());
+        }
+        let state = match self.dept_rec(id)? {
+            Some(r) => self.valid.effective(&r),
+            None => DeptState::default(),
+        };
+        self.dept_cache.insert(id, state.clone());
+        Ok(state)
+    }
+
+    fn queue_entry(&mut self, i: u64) -> Result<Option<QueueEntry>, Halt> {
+        let key = self.keys.queue(i);
+        Ok(kv::get_json(self.env(), &key)?)
+    }
+
+    fn put_queue_entry(&mut self, i: u64, entry: &QueueEntry) -> Result<(), Halt> {
+        let key = self.keys.queue(i);
+        kv::put_json(self.env(), &key, entry)?;
+        Ok(())
+    }
+
+    /// Appends a department to the pass's queue unless this pass already has it.
+    fn enqueue(&mut self, s: &mut State, dept: Department) -> Result<(), Halt> {
+        if dept.dept_id < 1 {
+            return Ok(());
+        }
+        let (eff, slot) = match self.dept_rec(dept.dept_id)? {
+            Some(r) => (self.valid.effective(&r), r.slot),
+            None => {
+                let keys = self.keys;
+                let slot = self.alloc_slot(
+                    keys.dept_count(),
+                    |i| keys.dept_slot(i),
+                    &dept.dept_id.to_string(),
+                )?;
+                (DeptState::default(), slot)
+            }
+        };
+        if eff.seen == self.pass {
+            return Ok(());
+        }
+        let rec = Rec {
+            slot,
+            base: eff,
+            tag: Some(self.me),
+            new: DeptState {
+                present: true,
+                seen: self.pass,
+                managers: Vec::new(),
+            },
+        };
+        self.put_dept_rec(dept.dept_id, &rec)?;
+        self.put_queue_entry(s.known, &QueueEntry { dept, gone: false })?;
+        s.known += 1;
+        Ok(())
+    }
+
+    fn set_managers(&mut self, id: i64, managers: Vec<String>) -> Result<(), Halt> {
+        let Some(rec) = self.dept_rec(id)? else {
+            return Ok(());
+        };
+        let rec = if rec.tag == Some(self.me) {
+            Rec {
+                new: DeptState {
+                    managers,
+                    ..rec.new.clone()
+                },
+                ..rec
+            }
+        } else {
+            let eff = self.valid.effective(&rec);
+            Rec {
+                slot: rec.slot,
+                tag: Some(self.me),
+                new: DeptState {
+                    managers,
+                    ..eff.clone()
+                },
+                base: eff,
+            }
+        };
+        self.put_dept_rec(id, &rec)
+    }
+
+    // ---- phase: departments ----------------------------------------------------------------
+
+    fn tree(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
+        while s.reported < s.detailed && b.departments.len() < MAX_DEPARTMENTS_PER_BATCH {
+            if let Some(e) = self.queue_entry(s.reported)? {
+                if !e.gone {
+                    b.departments.push(e.dept);
+                }
+            }
+            s.reported += 1;
+        }
+        if s.reported < s.detailed {
+            return Ok(Flow::Stop);
+        }
+        if s.known == 0 {
+            let root = Department {
+                corp_id: self.corp(),
+                dept_id: ROOT_DEPT,
+                parent_id: None,
+                name: ROOT_DEPT.to_string(),
+                order: None,
+            };
+            self.enqueue(s, root)?;
+            return Ok(Flow::Continue);
+        }
+        if s.detailed == s.known && s.expanded == s.known {
+            s.phase = Phase::Members;
+            s.walk = 0;
+            s.cursor = 0;
+            return Ok(Flow::Continue);
+        }
+        if !self.can_call(DEPT_PERMISSION)? {
+            return Ok(Flow::Stop);
+        }
+        if s.detailed < s.known {
+            self.detail(s)?;
+        } else {
+            self.expand(s)?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn detail(&mut self, s: &mut State) -> Result<(), Halt> {
+        let i = s.detailed;
+        let Some(mut entry) = self.queue_entry(i)? else {
+            s.detailed += 1;
+            return Ok(());
+        };
+        let id = entry.dept.dept_id;
+        match self
+            .client
+            .oapi_post("/topapi/v2/department/get", &json!({"dept_id": id}))
+        {
+            Ok(v) => {
+                let result = v.get("result").cloned().unwrap_or(Value::Null);
+                let corp = self.corp();
+                if let Some(mut d) =
+                    directory::department_from_json(&corp, &result).filter(|d| d.dept_id == id)
+                {
+                    if d.parent_id.is_none() && id != ROOT_DEPT {
+                        d.parent_id = entry.dept.parent_id;
+                    }
+                    entry.dept = d;
+                }
+                self.put_queue_entry(i, &entry)?;
+                self.set_managers(id, directory::dept_managers(&result))?;
+            }
+            // A department deleted since it was listed; never the root (that would empty the
+            // whole directory).
+            Err(e) if e.problem() == Problem::NotFound && id != ROOT_DEPT => {
+                entry.gone = true;
+                self.put_queue_entry(i, &entry)?;
+            }
+            Err(e) => return Err(Halt::Api(e, DEPT_PERMISSION)),
+        }
+        s.detailed += 1;
+        Ok(())
+    }
+
+    fn expand(&mut self, s: &mut State) -> Result<(), Halt> {
+        let i = s.expanded;
+        let entry = self.queue_entry(i)?;
+        let Some(entry) = entry.filter(|e| !e.gone) else {
+            s.expanded += 1;
+            return Ok(());
+        };
+        let parent = entry.dept.dept_id;
+        match self
+            .client
+            .oapi_post("/topapi/v2/department/listsub", &json!({"dept_id": parent}))
+        {
+            Ok(v) => {
+                let corp = self.corp();
+                let children: Vec<Department> = match v.get("result") {
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .filter_map(|item| directory::department_from_json(&corp, item))
+                        .filter(|d| d.dept_id != parent && d.dept_id != ROOT_DEPT)
+                        .map(|mut d| {
+                            d.parent_id = Some(parent);
+                            d
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for child in children {
+                    self.enqueue(s, child)?;
+                }
+            }
+            Err(e) if e.problem() == Problem::NotFound && parent != ROOT_DEPT => {}
+            Err(e) => return Err(Halt::Api(e, DEPT_PERMISSION)),
+        }
+        s.expanded += 1;
+        Ok(())
+    }
+
+    // ---- phase: members --------------------------------------------------------------------
+
+    fn walk(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
+        if s.walk >= s.known {
+            s.phase = Phase::SweepMembers;
+            s.sweep = 1;
+            s.sweep_from = self.me;
+            return Ok(Flow::Continue);
+        }
+        let room = b.members.len() + PAGE_SIZE as usize <= MAX_MEMBERS_PER_BATCH;
+        if !room || !self.can_call(MEMBER_PERMISSION)? {
+            return Ok(Flow::Stop);
+        }
+        let entry = self.queue_entry(s.walk)?;
+        let Some(entry) = entry.filter(|e| !e.gone) else {
+            s.walk += 1;
+            s.cursor = 0;
+            return Ok(Flow::Continue);
+        };
+        let dept_id = entry.dept.dept_id;
+        let body = json!({"dept_id": dept_id, "cursor": s.cursor, "size": PAGE_SIZE});
+        let v = match self.client.oapi_post("/topapi/v2/user/list", &body) {
+            Ok(v) => v,
+            Err(e) if e.problem() == Problem::NotFound && dept_id != ROOT_DEPT => {
+                s.walk += 1;
+                s.cursor = 0;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => return Err(Halt::Api(e, MEMBER_PERMISSION)),
+        };
+        let result = v.get("result").cloned().unwrap_or(Value::Null);
+        let corp = self.corp();
+        if let Some(Value::Array(items)) = result.get("list") {
+            for item in items {
+                if let Some(m) = directory::member_from_list_item(&corp, item, dept_id) {
+                    self.member(s, b, m)?;
+                }
+            }
+        }
+        let has_more = result
+            .get("has_more")
+            .and_then(directory::as_bool)
+            .unwrap_or(false);
+        if has_more {
+            let next = result
+                .get("next_cursor")
+                .and_then(directory::as_i64)
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| *n > s.cursor);
+            let Some(next) = next else {
+                return Err(Halt::Fail(Failure::new(
+                    502,
+                    "dingtalk_bad_cursor",
+                    format!("DingTalk's user/list for department {dept_id} said has_more without a next_cursor past {}; the sync stops here rather than loop or skip members. Try again later.", s.cursor),
+                    format!("钉钉 user/list（部门 {dept_id}）返回 has_more，但没有大于 {} 的 next_cursor；为避免死循环或漏人，同步在此停止，请稍后重试。", s.cursor),
+                )));
+            };
+            s.cursor = next;
+        } else {
+            s.walk += 1;
+            s.cursor = 0;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Reports a member the first time this pass meets it, with the changes since the last pass.
+    fn member(&mut self, s: &mut State, b: &mut SyncBatch, mut m: Member) -> Result<(), Halt> {
+        let key = self.keys.member(&m.userid);
+        let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
+        let (eff, slot) = match rec {
+            Some(r) => (self.valid.effective(&r), r.slot),
+            None => {
+                let keys = self.keys;
+                let slot =
+                    self.alloc_slot(keys.member_count(), |i| keys.member_slot(i), &m.userid)?;
+                (MemberState::default(), slot)
+            }
+        };
+        if eff.seen == self.pass {
+            return Ok(());
+        }
+        for d in m.dept_ids.clone() {
+            if !m.leader_dept_ids.contains(&d) {
+                let state = self.dept_state(d)?;
+                if state.seen == self.pass && state.managers.contains(&m.userid) {
+                    m.leader_dept_ids.push(d);
+                }
+            }
+        }
+        let depts: BTreeSet<i64> = m.dept_ids.iter().copied().collect();
+        if eff.seen > 0 {
+            if !eff.present {
+                b.changes
+                    .push(DirectoryChange::MemberUpserted { member: m.clone() });
+            }
+            let old: BTreeSet<i64> = eff.depts.iter().copied().collect();
+            let added: Vec<i64> = depts.difference(&old).copied().collect();
+            let removed: Vec<i64> = old.difference(&depts).copied().collect();
+            if !added.is_empty() || !removed.is_empty() {
+                b.changes.push(DirectoryChange::MemberMoved {
+                    corp_id: m.corp_id.clone(),
+                    userid: m.userid.clone(),
+                    added_dept_ids: added,
+                    removed_dept_ids: removed,
+                });
+            }
+        }
+        let rec = Rec {
+            slot,
+            base: eff,
+            tag: Some(self.me),
+            new: MemberState {
+                present: true,
+                seen: self.pass,
+                depts: depts.into_iter().collect(),
+            },
+        };
+        kv::put_json(self.env(), &key, &rec)?;
+        s.members_seen += 1;
+        b.members.push(m);
+        Ok(())
+    }
+
+    // ---- phase: end of pass ----------------------------------------------------------------
+
+    fn sweep_members(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
+        let count_key = self.keys.member_count();
+        let n = u64::try_from(self.env().kv_increment(&count_key, 0)?).unwrap_or(0);
+        let mut examined = 0;
+        while s.sweep <= n {
+            if examined >= SWEEP_SLOTS_PER_STEP || b.changes.len() >= MAX_CHANGES_PER_BATCH {
+                return Ok(Flow::Stop);
+            }
+            let i = s.sweep;
+            let slot_key = self.keys.member_slot(i);
+            let userid = self
+                .env()
+                .kv_get(&slot_key)?
+                .and_then(|v| String::from_utf8(v).ok());
+            if let Some(userid) = userid {
+                let key = self.keys.member(&userid);
+                let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
+                if let Some(rec) = rec.filter(|r| r.slot == i) {
+                    let eff = self.valid.effective(&rec);
+                    if eff.present && eff.seen > 0 && eff.seen < self.pass {
+                        b.changes.push(DirectoryChange::MemberDeactivated {
+                            corp_id: self.corp(),
+                            userid,
+                        });
+                        let new = MemberState {
+                            present: false,
+                            ..eff.clone()
+                        };
+                        let rec = Rec {
+                            slot: i,
+                            base: eff,
+                            tag: Some(self.me),
+                            new,
+                        };
+                        kv::put_json(self.env(), &key, &rec)?;
+                    } else if rec.tag.is_some_and(|t| !self.valid.counts(t)) {
+                        // Left by an attempt that never committed: settle it on its base.
+                        let rec = Rec {
+                            slot: i,
+                            base: eff.clone(),
+                            tag: None,
+                            new: eff,
+                        };
+                        kv::put_json(self.env(), &key, &rec)?;
+                    }
+                }
+            }
+            s.sweep += 1;
+            examined += 1;
+        }
+        s.phase = Phase::SweepDepts;
+        s.sweep = 1;
+        Ok(Flow::Continue)
+    }
+
+    fn sweep_depts(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
+        let count_key = self.keys.dept_count();
+        let n = u64::try_from(self.env().kv_increment(&count_key, 0)?).unwrap_or(0);
+        let mut examined = 0;
+        while s.sweep <= n {
+            if examined >= SWEEP_SLOTS_PER_STEP || b.changes.len() >= MAX_CHANGES_PER_BATCH {
+                return Ok(Flow::Stop);
+            }
+            let i = s.sweep;
+            let slot_key = self.keys.dept_slot(i);
+            let id = self
+                .env()
+                .kv_get(&slot_key)?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|t| t.parse::<i64>().ok());
+            if let Some(id) = id {
+                if let Some(rec) = self.dept_rec(id)?.filter(|r| r.slot == i) {
+                    let eff = self.valid.effective(&rec);
+                    if eff.present && eff.seen > 0 && eff.seen < self.pass {
+                        b.changes.push(DirectoryChange::DepartmentRemoved {
+                            corp_id: self.corp(),
+                            dept_id: id,
+                        });
+                        let new = DeptState {
+                            present: false,
+                            ..eff.clone()
+                        };
+                        self.put_dept_rec(
+                            id,
+                            &Rec {
+                                slot: i,
+                                base: eff,
+                                tag: Some(self.me),
+                                new,
+                            },
+                        )?;
+                    } else if rec.tag.is_some_and(|t| !self.valid.counts(t)) {
+                        self.put_dept_rec(
+                            id,
+                            &Rec {
+                                slot: i,
+                                base: eff.clone(),
+                                tag: None,
+                                new: eff,
+                            },
+                        )?;
+                    }
+                }
+            }
+            s.sweep += 1;
+            examined += 1;
+        }
+        s.phase = Phase::Done;
+        Ok(Flow::Stop)
+    }
+}

@@ -1,0 +1,931 @@
+use super::*;
+use crate::settings::tests::sample_raw;
+use crate::testing::{json_response, FakeEnv};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+const CORP: &str = "dingcorp123";
+
+#[derive(Clone)]
+struct U {
+    id: String,
+    depts: Vec<i64>,
+    leads: Vec<i64>,
+    admin: bool,
+}
+
+fn u(id: &str, depts: &[i64]) -> U {
+    U {
+        id: id.into(),
+        depts: depts.to_vec(),
+        leads: vec![],
+        admin: false,
+    }
+}
+
+/// A scripted DingTalk organisation.
+struct Org {
+    /// (id, parent (0 for the root), name).
+    depts: Vec<(i64, i64, String)>,
+    users: Vec<U>,
+    page: usize,
+    /// (path suffix, n-th call of that path (0-based), answer body).
+    inject: Vec<(String, usize, String)>,
+    counts: BTreeMap<String, usize>,
+}
+
+impl Org {
+    fn sample() -> Org {
+        let mut boss = u("boss", &[1]);
+        boss.admin = true;
+        boss.leads = vec![1];
+        let mut d = u("d", &[2, 3]);
+        d.leads = vec![3];
+        let mut users = vec![boss, u("a", &[2, 4]), u("b", &[3]), u("c", &[4]), d];
+        users.extend((1..=5).map(|i| u(&format!("e{i}"), &[5])));
+        Org {
+            depts: vec![
+                (1, 0, "公司".into()),
+                (2, 1, "研发".into()),
+                (3, 1, "销售".into()),
+                (4, 2, "后端".into()),
+                (5, 2, "前端".into()),
+            ],
+            users,
+            page: 2,
+            inject: vec![],
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn inject(&mut self, path: &str, nth: usize, body: &str) {
+        self.inject.push((path.into(), nth, body.into()));
+    }
+
+    fn answer(&mut self, path: &str, body: &Value) -> String {
+        let n = self.counts.entry(path.to_string()).or_insert(0);
+        let nth = *n;
+        *n += 1;
+        if let Some(i) = self
+            .inject
+            .iter()
+            .position(|(p, k, _)| path.ends_with(p.as_str()) && *k == nth)
+        {
+            return self.inject.remove(i).2;
+        }
+        let ok =
+            |result: Value| json!({"errcode": 0, "errmsg": "ok", "result": result}).to_string();
+        let gone = r#"{"errcode":60003,"errmsg":"部门不存在"}"#.to_string();
+        let dept_id = body["dept_id"].as_i64().unwrap_or(0);
+        if path.ends_with("/department/get") {
+            let Some((id, parent, name)) = self.depts.iter().find(|d| d.0 == dept_id).cloned()
+            else {
+                return gone;
+            };
+            let managers: Vec<&str> = self
+                .users
+                .iter()
+                .filter(|u| u.leads.contains(&id))
+                .map(|u| u.id.as_str())
+                .collect();
+            let mut r = json!({"dept_id": id, "name": name, "order": id * 10, "dept_manager_userid_list": managers});
+            if parent != 0 {
+                r["parent_id"] = json!(parent);
+            }
+            return ok(r);
+        }
+        if path.ends_with("/department/listsub") {
+            if !self.depts.iter().any(|d| d.0 == dept_id) {
+                return gone;
+            }
+            let children: Vec<Value> = self
+                .depts
+                .iter()
+                .filter(|d| d.1 == dept_id)
+                .map(|d| json!({"dept_id": d.0, "name": d.2, "parent_id": d.1}))
+                .collect();
+            return ok(json!(children));
+        }
+        if path.ends_with("/user/list") {
+            if !self.depts.iter().any(|d| d.0 == dept_id) {
+                return gone;
+            }
+            let cursor = body["cursor"].as_u64().unwrap_or(0) as usize;
+            let size = (body["size"].as_u64().unwrap_or(0) as usize).min(self.page);
+            let mut members: Vec<&U> = self
+                .users
+                .iter()
+                .filter(|u| u.depts.contains(&dept_id))
+                .collect();
+            members.sort_by(|a, b| a.id.cmp(&b.id));
+            let end = (cursor + size).min(members.len());
+            let list: Vec<Value> = members[cursor.min(end)..end]
+                .iter()
+                .map(|u| {
+                    json!({"userid": u.id, "unionid": format!("un-{}", u.id), "name": format!("N {}", u.id),
+                        "dept_id_list": u.depts, "leader": u.leads.contains(&dept_id), "admin": u.admin,
+                        "boss": u.id == "boss", "active": true})
+                })
+                .collect();
+            let mut r = json!({"has_more": end < members.len(), "list": list});
+            if end < members.len() {
+                r["next_cursor"] = json!(end);
+            }
+            return ok(r);
+        }
+        r#"{"errcode":40035,"errmsg":"不合法的参数"}"#.to_string()
+    }
+}
+
+fn fake(env: &mut FakeEnv, org: Org) -> Rc<RefCell<Org>> {
+    let org = Rc::new(RefCell::new(org));
+    let o = org.clone();
+    env.respond(move |r| {
+        let path = r
+            .redacted_url()
+            .split(".com")
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        if path == "/v1.0/oauth2/accessToken" {
+            return Ok(json_response(
+                200,
+                r#"{"accessToken":"tok","expireIn":7200}"#,
+            ));
+        }
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let answer = o.borrow_mut().answer(&path, &body);
+        Ok(json_response(200, &answer))
+    });
+    org
+}
+
+fn settings(qps: u32) -> Settings {
+    let mut raw = sample_raw();
+    raw.insert("sync_qps".into(), qps.to_string());
+    Settings::parse(&raw).unwrap()
+}
+
+/// An environment over a [`FakeEnv`] that records when calls were made and can "die": after
+/// `writes_left` store writes every store operation and call fails.
+struct Probe<'a> {
+    inner: &'a mut FakeEnv,
+    times: Vec<u64>,
+    writes_left: Option<usize>,
+    dead: bool,
+}
+
+impl<'a> Probe<'a> {
+    fn new(inner: &'a mut FakeEnv) -> Self {
+        Probe {
+            inner,
+            times: vec![],
+            writes_left: None,
+            dead: false,
+        }
+    }
+    fn dying(inner: &'a mut FakeEnv, writes: usize) -> Self {
+        Probe {
+            writes_left: Some(writes),
+            ..Probe::new(inner)
+        }
+    }
+    fn write(&mut self) -> Result<(), KvError> {
+        if self.dead {
+            return Err(KvError("dead".into()));
+        }
+        match &mut self.writes_left {
+            Some(0) => {
+                self.dead = true;
+                Err(KvError("dead".into()))
+            }
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Env for Probe<'_> {
+    fn now_ms(&self) -> u64 {
+        self.inner.now
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        if self.dead {
+            return Err(TransportError::Unreachable("dead".into()));
+        }
+        if !request.url.ends_with("/v1.0/oauth2/accessToken") {
+            self.times.push(self.inner.now);
+        }
+        self.inner.http(request)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        if self.dead {
+            return Err(KvError("dead".into()));
+        }
+        self.inner.kv_get(key)
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.write()?;
+        self.inner.kv_set(key, value)
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.write()?;
+        self.inner.kv_delete(key)
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        if delta != 0 {
+            self.write()?;
+        } else if self.dead {
+            return Err(KvError("dead".into()));
+        }
+        self.inner.kv_increment(key, delta)
+    }
+    fn log(&mut self, line: &str) {
+        self.inner.log(line)
+    }
+}
+
+/// Steps until the pass completes, waiting as told.
+fn run_pass(env: &mut FakeEnv, s: &Settings) -> Vec<SyncBatch> {
+    let mut out = vec![];
+    for _ in 0..2000 {
+        let b = step(env, s, "").unwrap();
+        env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+        let done = b.progress.complete;
+        out.push(b);
+        if done {
+            return out;
+        }
+    }
+    panic!("the pass never completed");
+}
+
+fn members(batches: &[SyncBatch]) -> Vec<Member> {
+    batches.iter().flat_map(|b| b.members.clone()).collect()
+}
+
+fn changes(batches: &[SyncBatch]) -> Vec<DirectoryChange> {
+    batches.iter().flat_map(|b| b.changes.clone()).collect()
+}
+
+/// Every department once, parents first; every member once with all its departments.
+fn assert_complete(batches: &[SyncBatch], org: &Org) {
+    let mut seen_depts: Vec<i64> = vec![];
+    for d in batches.iter().flat_map(|b| b.departments.iter()) {
+        if let Some(p) = d.parent_id {
+            assert!(
+                seen_depts.contains(&p),
+                "department {} before its parent {p}",
+                d.dept_id
+            );
+        }
+        assert!(
+            !seen_depts.contains(&d.dept_id),
+            "department {} twice",
+            d.dept_id
+        );
+        seen_depts.push(d.dept_id);
+    }
+    let mut want: Vec<i64> = org.depts.iter().map(|d| d.0).collect();
+    want.sort_unstable();
+    seen_depts.sort_unstable();
+    assert_eq!(seen_depts, want);
+
+    let ms = members(batches);
+    let mut ids: Vec<&str> = ms.iter().map(|m| m.userid.as_str()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "a member was reported twice: {ids:?}"
+    );
+    ids.sort_unstable();
+    let mut want: Vec<&str> = org.users.iter().map(|u| u.id.as_str()).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    for m in &ms {
+        let o = org.users.iter().find(|x| x.id == m.userid).unwrap();
+        let mut got = m.dept_ids.clone();
+        got.sort_unstable();
+        let mut exp = o.depts.clone();
+        exp.sort_unstable();
+        assert_eq!(got, exp, "departments of {}", m.userid);
+        let mut leads = m.leader_dept_ids.clone();
+        leads.sort_unstable();
+        assert_eq!(leads, o.leads, "leader flags of {}", m.userid);
+        assert_eq!(m.is_admin, o.admin);
+    }
+}
+
+#[test]
+fn first_pass_reports_the_whole_org_once() {
+    let s = settings(2);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    let batches = run_pass(&mut env, &s);
+    assert_complete(&batches, &org.borrow());
+    assert!(
+        changes(&batches).is_empty(),
+        "the first pass has nothing to compare with"
+    );
+    let last = batches.last().unwrap();
+    assert_eq!(last.progress.pass, 1);
+    assert_eq!(last.progress.departments_known, 5);
+    assert_eq!(last.progress.departments_done, 5);
+    assert_eq!(last.progress.members_seen, 10);
+    let root = &batches[0].departments[0];
+    assert_eq!(
+        (root.dept_id, root.parent_id, root.name.as_str(), root.order),
+        (1, None, "公司", Some(10))
+    );
+    // No per-user detail calls.
+    assert!(!env.paths().iter().any(|p| p.ends_with("/user/get")));
+    // The next call starts pass 2.
+    let b = step(&mut env, &s, "").unwrap();
+    assert_eq!(b.progress.pass, 2);
+    assert!(!b.progress.complete);
+}
+
+#[test]
+fn leave_move_removal_and_rehire_across_passes() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    {
+        let mut o = org.borrow_mut();
+        o.users.retain(|u| u.id != "b");
+        let d = o.users.iter_mut().find(|u| u.id == "d").unwrap();
+        d.depts = vec![4];
+        d.leads = vec![];
+        o.depts.retain(|d| d.0 != 3);
+    }
+    let pass2 = run_pass(&mut env, &s);
+    assert_complete(&pass2, &org.borrow());
+    for b in &pass2[..pass2.len() - 1] {
+        assert!(
+            !b.changes.iter().any(|c| matches!(
+                c,
+                DirectoryChange::MemberDeactivated { .. }
+                    | DirectoryChange::DepartmentRemoved { .. }
+            )),
+            "deactivation before the pass was complete"
+        );
+    }
+    let all = changes(&pass2);
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(all.contains(&DirectoryChange::MemberMoved {
+        corp_id: CORP.into(),
+        userid: "d".into(),
+        added_dept_ids: vec![4],
+        removed_dept_ids: vec![2, 3],
+    }));
+    let last = &pass2.last().unwrap().changes;
+    assert!(last.contains(&DirectoryChange::MemberDeactivated {
+        corp_id: CORP.into(),
+        userid: "b".into()
+    }));
+    assert!(last.contains(&DirectoryChange::DepartmentRemoved {
+        corp_id: CORP.into(),
+        dept_id: 3
+    }));
+
+    // Rehired into department 2.
+    org.borrow_mut().users.push(u("b", &[2]));
+    let pass3 = run_pass(&mut env, &s);
+    assert_complete(&pass3, &org.borrow());
+    let all = changes(&pass3);
+    assert_eq!(all.len(), 2, "{all:?}");
+    match &all[0] {
+        DirectoryChange::MemberUpserted { member } => {
+            assert!(member.userid == "b" && member.active && member.dept_ids == vec![2])
+        }
+        other => panic!("expected the comeback first, got {other:?}"),
+    }
+    assert_eq!(
+        all[1],
+        DirectoryChange::MemberMoved {
+            corp_id: CORP.into(),
+            userid: "b".into(),
+            added_dept_ids: vec![2],
+            removed_dept_ids: vec![3]
+        }
+    );
+
+    // Nothing changed: nothing to report.
+    let pass4 = run_pass(&mut env, &s);
+    assert!(changes(&pass4).is_empty());
+}
+
+#[test]
+fn a_crash_at_any_write_loses_and_duplicates_nothing() {
+    let s = settings(1);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    let mut crashes = 0;
+    for pass in 1..=2 {
+        if pass == 2 {
+            let mut o = org.borrow_mut();
+            o.users.retain(|u| u.id != "c");
+            o.users.iter_mut().find(|u| u.id == "a").unwrap().depts = vec![5];
+        }
+        let mut delivered: Vec<SyncBatch> = vec![];
+        for _ in 0..500 {
+            // Instances that die after 0, 2, 4, … store writes, their results lost, until one
+            // gets through the whole step.
+            let mut writes = 0;
+            let b = loop {
+                match step(&mut Probe::dying(&mut env, writes), &s, "") {
+                    Ok(b) => break b,
+                    Err(_) => {
+                        crashes += 1;
+                        writes += 2;
+                        env.now += 2 * LEASE_MS;
+                    }
+                }
+            };
+            env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+            let done = b.progress.complete;
+            delivered.push(b);
+            if done {
+                break;
+            }
+        }
+        assert!(delivered.last().unwrap().progress.complete);
+        assert_eq!(delivered.last().unwrap().progress.pass, pass);
+        assert_complete(&delivered, &org.borrow());
+        let all = changes(&delivered);
+        if pass == 1 {
+            assert!(all.is_empty());
+        } else {
+            assert_eq!(all.len(), 2, "{all:?}");
+            assert!(all.contains(&DirectoryChange::MemberDeactivated {
+                corp_id: CORP.into(),
+                userid: "c".into()
+            }));
+            assert!(all.contains(&DirectoryChange::MemberMoved {
+                corp_id: CORP.into(),
+                userid: "a".into(),
+                added_dept_ids: vec![5],
+                removed_dept_ids: vec![2, 4],
+            }));
+        }
+    }
+    assert!(crashes > 150, "crashes: {crashes}");
+}
+
+#[test]
+fn a_lost_response_is_replayed_when_acknowledged() {
+    let s = settings(1);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    let req = |ack: Option<&str>| StepRequest {
+        corp_id: String::new(),
+        ack: ack.map(String::from),
+        restart: false,
+    };
+    let b1 = step_with(&mut env, &s, &req(None)).unwrap();
+    let mut delivered = vec![b1.clone()];
+    let mut ack = b1.cursor.clone();
+    let mut replays = 0;
+    for i in 0..200 {
+        let b = step_with(&mut env, &s, &req(Some(&ack))).unwrap();
+        env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+        if i % 2 == 1 && !b.progress.complete {
+            // The response is lost on the way: ask again with the same ack.
+            let again = step_with(&mut env, &s, &req(Some(&ack))).unwrap();
+            assert_eq!(
+                (&again.departments, &again.members, &again.changes),
+                (&b.departments, &b.members, &b.changes)
+            );
+            assert_ne!(again.cursor, b.cursor);
+            replays += 1;
+            ack = again.cursor.clone();
+            delivered.push(again);
+            continue;
+        }
+        ack = b.cursor.clone();
+        let done = b.progress.complete;
+        delivered.push(b);
+        if done {
+            break;
+        }
+    }
+    assert!(replays >= 2, "replays: {replays}");
+    assert_complete(&delivered, &org.borrow());
+    let stale = step_with(&mut env, &s, &req(Some("7.77"))).unwrap_err();
+    assert_eq!(
+        (stale.status, stale.code.as_str()),
+        (409, "sync_cursor_stale")
+    );
+}
+
+#[test]
+fn replay_after_the_org_changed_still_loses_nothing() {
+    let s = settings(1);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    let req = |ack: Option<String>| StepRequest {
+        ack,
+        ..StepRequest::default()
+    };
+    let mut delivered = vec![];
+    let mut ack: Option<String> = None;
+    let mut dropped_one = false;
+    for _ in 0..300 {
+        let b = step_with(&mut env, &s, &req(ack.clone())).unwrap();
+        env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+        if !dropped_one && b.members.iter().any(|m| m.userid == "e1") {
+            // Lost; meanwhile e1 leaves and f joins department 5.
+            dropped_one = true;
+            let mut o = org.borrow_mut();
+            o.users.retain(|u| u.id != "e1");
+            o.users.push(u("f", &[5]));
+            continue;
+        }
+        ack = Some(b.cursor.clone());
+        let done = b.progress.complete;
+        delivered.push(b);
+        if done {
+            break;
+        }
+    }
+    assert!(dropped_one);
+    assert_complete(&delivered, &org.borrow());
+}
+
+#[test]
+fn throttling_mid_page_backs_off_and_rereads_the_page() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    {
+        let mut o = org.borrow_mut();
+        o.inject(
+            "/topapi/v2/user/list",
+            3,
+            r#"{"errcode":90018,"errmsg":"当前应用调用该接口的QPS超过限制"}"#,
+        );
+        o.inject(
+            "/topapi/v2/user/list",
+            4,
+            r#"{"errcode":88,"sub_code":"90018","errmsg":"qps"}"#,
+        );
+    }
+    let batches = run_pass(&mut env, &s);
+    let waits: Vec<u32> = batches.iter().filter_map(|b| b.retry_after_ms).collect();
+    assert_eq!(
+        waits,
+        vec![1000, 2000],
+        "backs off, doubling while throttled"
+    );
+    let throttled = batches
+        .iter()
+        .position(|b| b.retry_after_ms.is_some())
+        .unwrap();
+    assert!(
+        !batches[throttled].members.is_empty(),
+        "the work before the throttled call is kept"
+    );
+    assert_complete(&batches, &org.borrow());
+    // Both throttled pages were read again.
+    assert!(org.borrow().inject.is_empty());
+}
+
+fn checkpoint(env: &FakeEnv) -> Option<Vec<u8>> {
+    env.kv.get(&format!("sync:{CORP}:ckpt")).cloned()
+}
+
+#[test]
+fn monthly_quota_stops_without_advancing() {
+    let s = settings(2);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    let first = step(&mut env, &s, "").unwrap();
+    assert!(!first.progress.complete);
+    org.borrow_mut().inject(
+        "/topapi/v2/user/list",
+        0,
+        r#"{"errcode":90020,"errmsg":"月调用量超限"}"#,
+    );
+    let mut failure = None;
+    for _ in 0..20 {
+        let before = checkpoint(&env);
+        match step(&mut env, &s, "") {
+            Ok(_) => {}
+            Err(f) => {
+                assert_eq!(
+                    checkpoint(&env),
+                    before,
+                    "a failed step must not advance the checkpoint"
+                );
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+    let f = failure.expect("the quota error stops the sync");
+    assert_eq!((f.status, f.code.as_str()), (503, "dingtalk_monthly_quota"));
+    // Next month: it carries on and completes.
+    let mut rest = run_pass(&mut env, &s);
+    rest.insert(0, first);
+    assert!(rest.last().unwrap().progress.complete);
+}
+
+#[test]
+fn missing_permissions_are_named() {
+    let s = settings(15);
+    for (path, permission) in [
+        ("/topapi/v2/department/listsub", "qyapi_get_department_list"),
+        ("/topapi/v2/department/get", "qyapi_get_department_list"),
+        ("/topapi/v2/user/list", "qyapi_get_department_member"),
+    ] {
+        let mut env = FakeEnv::new();
+        let org = fake(&mut env, Org::sample());
+        org.borrow_mut().inject(
+            path,
+            0,
+            r#"{"errcode":60011,"errmsg":"没有调用该接口的权限"}"#,
+        );
+        let f = (0..10)
+            .find_map(|_| step(&mut env, &s, "").err())
+            .expect("fails");
+        assert_eq!(f.code, "missing_permission");
+        assert!(f.message.contains(permission), "{path}: {}", f.message);
+    }
+}
+
+#[test]
+fn outside_the_contact_scope_is_a_clear_failure() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    org.borrow_mut().inject(
+        "/topapi/v2/department/get",
+        0,
+        r#"{"errcode":50004,"errmsg":"企业部门不在授权范围"}"#,
+    );
+    let f = step(&mut env, &s, "").unwrap_err();
+    assert_eq!(f.code, "outside_contact_scope");
+    assert_eq!(checkpoint(&env), None);
+    // The lease was released: the retry runs at once.
+    assert!(step(&mut env, &s, "").unwrap().retry_after_ms.is_none());
+}
+
+#[test]
+fn a_cursor_that_does_not_advance_stops_the_sync() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    org.borrow_mut().inject(
+        "/topapi/v2/user/list",
+        0,
+        r#"{"errcode":0,"result":{"has_more":true,"list":[]}}"#,
+    );
+    let f = (0..10)
+        .find_map(|_| step(&mut env, &s, "").err())
+        .expect("fails");
+    assert_eq!(f.code, "dingtalk_bad_cursor");
+}
+
+#[test]
+fn qps_is_never_exceeded_also_with_another_instance() {
+    let s = settings(3);
+    let mut env = FakeEnv::new();
+    let mut big = Org::sample();
+    big.users
+        .extend((0..40).map(|i| u(&format!("x{i:02}"), &[4, 5])));
+    let org = fake(&mut env, big);
+    // Another instance already used this second's budget.
+    let second = env.now / 1000;
+    env.kv_increment(&format!("syncq:{CORP}:{second}"), 3)
+        .unwrap();
+    let mut times = vec![];
+    let mut batches = vec![];
+    for _ in 0..500 {
+        let mut probe = Probe::new(&mut env);
+        let b = step(&mut probe, &s, "").unwrap();
+        times.extend(probe.times);
+        env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+        let done = b.progress.complete;
+        assert!(
+            b.progress.calls <= 2 * 3,
+            "calls per step: {}",
+            b.progress.calls
+        );
+        batches.push(b);
+        if done {
+            break;
+        }
+    }
+    assert_complete(&batches, &org.borrow());
+    assert!(
+        times[0] / 1000 > second,
+        "the first call waited for the next second"
+    );
+    let mut per_second: BTreeMap<u64, u32> = BTreeMap::new();
+    for t in &times {
+        *per_second.entry(t / 1000).or_default() += 1;
+    }
+    assert!(per_second.values().all(|n| *n <= 3), "{per_second:?}");
+    assert!(per_second.values().any(|n| *n == 3));
+}
+
+#[test]
+fn a_concurrent_step_gets_an_empty_batch() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    fake(&mut env, Org::sample());
+    let slot = env.now / LEASE_MS;
+    let now = env.now;
+    kv::claim(
+        &mut env,
+        &format!("synclease:{CORP}:0:0:{slot}"),
+        now + LEASE_MS,
+    )
+    .unwrap();
+    let b = step(&mut env, &s, "").unwrap();
+    assert_eq!(b.retry_after_ms, Some(BUSY_RETRY_MS));
+    assert!(b.departments.is_empty() && b.members.is_empty() && b.changes.is_empty());
+    assert!(env.requests.is_empty());
+    assert_eq!(checkpoint(&env), None);
+}
+
+#[test]
+fn batches_stay_bounded_in_large_orgs() {
+    let s = settings(20);
+    let mut env = FakeEnv::new();
+    let mut org = Org::sample();
+    org.page = 100;
+    org.depts
+        .extend((100..1300).map(|i| (i, 1, format!("D{i}"))));
+    org.users
+        .extend((0..1234).map(|i| u(&format!("m{i:04}"), &[2])));
+    let org = fake(&mut env, org);
+    let batches = run_pass(&mut env, &s);
+    for b in &batches {
+        assert!(b.departments.len() <= MAX_DEPARTMENTS_PER_BATCH);
+        assert!(b.members.len() <= MAX_MEMBERS_PER_BATCH);
+        assert!(b.changes.len() <= MAX_CHANGES_PER_BATCH);
+        assert!(b.progress.calls <= MAX_CALLS_PER_STEP);
+    }
+    assert_complete(&batches, &org.borrow());
+    // Everyone in the big department leaves: deactivations come in bounded batches too.
+    org.borrow_mut().users.retain(|u| !u.id.starts_with('m'));
+    let pass2 = run_pass(&mut env, &s);
+    let deactivated = changes(&pass2)
+        .iter()
+        .filter(|c| matches!(c, DirectoryChange::MemberDeactivated { .. }))
+        .count();
+    assert_eq!(deactivated, 1234);
+    assert!(pass2
+        .iter()
+        .all(|b| b.changes.len() <= MAX_CHANGES_PER_BATCH));
+}
+
+#[test]
+fn restart_abandons_the_pass_without_deactivating() {
+    let s = settings(2);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    org.borrow_mut().users.retain(|u| u.id != "b");
+    let partial = step(&mut env, &s, "").unwrap();
+    assert_eq!(partial.progress.pass, 2);
+    let restarted = step_with(
+        &mut env,
+        &s,
+        &StepRequest {
+            restart: true,
+            ..StepRequest::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(restarted.progress.pass, 3);
+    let mut rest = run_pass(&mut env, &s);
+    rest.insert(0, restarted);
+    assert_complete(&rest, &org.borrow());
+    assert_eq!(
+        changes(&rest),
+        vec![DirectoryChange::MemberDeactivated {
+            corp_id: CORP.into(),
+            userid: "b".into()
+        }]
+    );
+}
+
+#[test]
+fn void_ranges_merge() {
+    let mut v = vec![];
+    add_void(&mut v, 5, 7);
+    add_void(&mut v, 8, 9);
+    add_void(&mut v, 1, 2);
+    add_void(&mut v, 4, 3);
+    assert_eq!(v, vec![(1, 2), (5, 9)]);
+}
+
+#[test]
+fn other_corps_are_refused() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    assert_eq!(step(&mut env, &s, "dingother").unwrap_err().status, 403);
+}
+
+#[test]
+fn a_lost_checkpoint_still_deactivates_and_a_corrupt_one_fails() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    let key = format!("sync:{CORP}:ckpt");
+    env.kv.remove(&key);
+    org.borrow_mut().users.retain(|u| u.id != "b");
+    let pass = run_pass(&mut env, &s);
+    assert!(pass.last().unwrap().progress.pass > 1);
+    assert_eq!(
+        changes(&pass),
+        vec![DirectoryChange::MemberDeactivated {
+            corp_id: CORP.into(),
+            userid: "b".into()
+        }]
+    );
+    env.kv.insert(key, b"{oops".to_vec());
+    assert_eq!(
+        step(&mut env, &s, "").unwrap_err().code,
+        "sync_state_unreadable"
+    );
+}
+
+#[test]
+fn a_missing_root_never_empties_the_directory() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    // DingTalk wrongly says the root department does not exist, twice.
+    for nth in [5, 6] {
+        org.borrow_mut().inject(
+            "/topapi/v2/department/get",
+            nth,
+            r#"{"errcode":60003,"errmsg":"部门不存在"}"#,
+        );
+    }
+    let (mut pass, mut errors) = (vec![], 0);
+    while !pass.last().is_some_and(|b: &SyncBatch| b.progress.complete) {
+        match step(&mut env, &s, "") {
+            Ok(b) => {
+                env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+                pass.push(b);
+            }
+            Err(f) => {
+                assert_eq!(f.code, "dingtalk_error");
+                errors += 1;
+            }
+        }
+        assert!(pass.len() + errors < 50);
+    }
+    assert!(org.borrow().inject.is_empty());
+    assert_eq!(
+        errors + pass.iter().filter(|b| b.retry_after_ms.is_some()).count(),
+        2
+    );
+    assert_complete(&pass, &org.borrow());
+    assert!(changes(&pass).is_empty());
+}
+
+#[test]
+fn the_http_body_is_lenient() {
+    let r: StepRequest = serde_json::from_str("{}").unwrap();
+    assert_eq!(r, StepRequest::default());
+    let r: StepRequest =
+        serde_json::from_str(r#"{"corp_id":"c","ack":"3.41","restart":true,"extra":1}"#).unwrap();
+    assert_eq!(
+        (r.corp_id.as_str(), r.ack.as_deref(), r.restart),
+        ("c", Some("3.41"), true)
+    );
+    // An empty ack is no ack.
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    fake(&mut env, Org::sample());
+    let b = step_with(
+        &mut env,
+        &s,
+        &StepRequest {
+            ack: Some(" ".into()),
+            ..StepRequest::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(b.progress.pass, 1);
+    assert!(!b.cursor.is_empty());
+}
