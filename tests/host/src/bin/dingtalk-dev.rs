@@ -89,7 +89,7 @@ impl Launcher {
 <h2>QR / browser login</h2><p><a href=\"{p}/dingding/login\">{p}/dingding/login</a> (the simulator's scan page lets you pick a member)</p>\
 <h2>Platform API</h2><p><a href=\"/setup\">set-up guide and live checks</a> · <a href=\"/sync\">one sync step</a> · <a href=\"/changes\">change log</a></p></body>",
             p = escape(&self.plugin),
-            s = escape(&self.sim.base_url()),
+            s = escape(self.sim.base_url()),
         )
     }
 

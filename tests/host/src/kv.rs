@@ -1,0 +1,320 @@
+//! `wasi:keyvalue/{store,atomics}@0.2.0-draft2` over a shared in-memory map, with the semantics
+//! Spin's default (SQLite) store really has (`shared/docs/hosts.md`).
+
+use crate::bindings::generated::wasi::keyvalue::{atomics, store};
+use crate::host::StoreState;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use wasmtime::component::Resource;
+
+/// The only bucket the host serves, as Spin's `key_value_stores = ["default"]`.
+const DEFAULT_BUCKET: &str = "default";
+
+/// A shared in-memory key-value store: what `wasi:keyvalue` bucket `default` holds.
+///
+/// Cloning is cheap and every clone sees the same entries, so one `Kv` given to several
+/// [`Host`](crate::Host)s behaves like several Spin instances sharing one store. Tests can also
+/// read and seed it directly; the direct accessors do not count as guest operations.
+#[derive(Clone, Default)]
+pub struct Kv {
+    inner: Arc<KvInner>,
+}
+
+#[derive(Default)]
+struct KvInner {
+    map: Mutex<BTreeMap<String, Vec<u8>>>,
+    gets: AtomicU64,
+    sets: AtomicU64,
+    deletes: AtomicU64,
+    exists: AtomicU64,
+    list_keys: AtomicU64,
+    increments: AtomicU64,
+}
+
+/// How many operations guests made on a [`Kv`], by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvStats {
+    /// `bucket.get` calls.
+    pub gets: u64,
+    /// `bucket.set` calls.
+    pub sets: u64,
+    /// `bucket.delete` calls.
+    pub deletes: u64,
+    /// `bucket.exists` calls.
+    pub exists: u64,
+    /// `bucket.list-keys` calls.
+    pub list_keys: u64,
+    /// `atomics.increment` calls.
+    pub increments: u64,
+}
+
+impl Kv {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether the store holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map().get(key).cloned()
+    }
+
+    /// Stores `value` under `key` (to seed state or simulate another instance).
+    pub fn set(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.map().insert(key.into(), value.into());
+    }
+
+    /// Removes `key`; returns its value, if any.
+    pub fn remove(&self, key: &str) -> Option<Vec<u8>> {
+        self.map().remove(key)
+    }
+
+    /// A copy of every entry.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.map().clone()
+    }
+
+    /// Operations guests made so far.
+    pub fn stats(&self) -> KvStats {
+        let i = &self.inner;
+        KvStats {
+            gets: i.gets.load(Ordering::Relaxed),
+            sets: i.sets.load(Ordering::Relaxed),
+            deletes: i.deletes.load(Ordering::Relaxed),
+            exists: i.exists.load(Ordering::Relaxed),
+            list_keys: i.list_keys.load(Ordering::Relaxed),
+            increments: i.increments.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `bucket.get` calls so far.
+    pub fn gets(&self) -> u64 {
+        self.stats().gets
+    }
+
+    /// `bucket.set` calls so far.
+    pub fn sets(&self) -> u64 {
+        self.stats().sets
+    }
+
+    /// `atomics.increment` calls so far.
+    pub fn increments(&self) -> u64 {
+        self.stats().increments
+    }
+
+    /// Spin's SQLite `increment`: an absent key counts from 0; the counter is kept as 8
+    /// little-endian bytes; a key holding anything else is an error (Spin's store panics there).
+    fn increment(&self, key: String, delta: i64) -> Result<i64, store::Error> {
+        let mut map = self.map();
+        let current = match map.get(&key) {
+            None => 0,
+            Some(bytes) => {
+                let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                    store::Error::Other(format!(
+                        "key {key:?} holds {} bytes that are not a counter",
+                        bytes.len()
+                    ))
+                })?;
+                i64::from_le_bytes(bytes)
+            }
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| store::Error::Other(format!("counter {key:?} overflows")))?;
+        map.insert(key, next.to_le_bytes().to_vec());
+        Ok(next)
+    }
+
+    fn map(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        // A panic while holding the lock cannot leave the map half-written: recover it.
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Kv {
+    /// Keys and value sizes only: values may hold tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let map = self.map();
+        f.debug_map()
+            .entries(map.iter().map(|(k, v)| (k, v.len())))
+            .finish()
+    }
+}
+
+/// The host side of a `wasi:keyvalue/store.bucket` handle (always bucket `default`).
+pub struct Bucket;
+
+/// The host side of a `wasi:keyvalue/atomics.cas` handle; never created (CAS is unsupported).
+pub struct Cas;
+
+fn unsupported(what: &str) -> store::Error {
+    store::Error::Other(format!(
+        "{what} is unsupported: compare-and-swap is not safe on Spin (docs/hosts.md)"
+    ))
+}
+
+impl store::Host for StoreState {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
+        if identifier != DEFAULT_BUCKET {
+            return Ok(Err(store::Error::AccessDenied));
+        }
+        Ok(Ok(self.table.push(Bucket)?))
+    }
+}
+
+impl store::HostBucket for StoreState {
+    fn get(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        Kv::count(&self.kv.inner.gets);
+        Ok(Ok(self.kv.get(&key)))
+    }
+
+    fn set(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        Kv::count(&self.kv.inner.sets);
+        self.kv.set(key, value);
+        Ok(Ok(()))
+    }
+
+    fn delete(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        Kv::count(&self.kv.inner.deletes);
+        self.kv.remove(&key);
+        Ok(Ok(()))
+    }
+
+    fn exists(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        Kv::count(&self.kv.inner.exists);
+        Ok(Ok(self.kv.map().contains_key(&key)))
+    }
+
+    /// Like Spin: every key at once, no cursor.
+    fn list_keys(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        _cursor: Option<String>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        Kv::count(&self.kv.inner.list_keys);
+        Ok(Ok(store::KeyResponse {
+            keys: self.kv.keys(),
+            cursor: None,
+        }))
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for StoreState {
+    fn increment(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, store::Error>> {
+        Kv::count(&self.kv.inner.increments);
+        Ok(self.kv.increment(key, delta))
+    }
+
+    fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        _value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        self.table.delete(cas)?;
+        Ok(Err(atomics::CasError::StoreError(unsupported("swap"))))
+    }
+}
+
+impl atomics::HostCas for StoreState {
+    fn new(
+        &mut self,
+        _bucket: Resource<Bucket>,
+        _key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
+        Ok(Err(unsupported("cas.new")))
+    }
+
+    fn current(
+        &mut self,
+        _cas: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        Ok(Err(unsupported("cas.current")))
+    }
+
+    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increment_counts_from_zero_as_little_endian() {
+        let kv = Kv::new();
+        assert_eq!(kv.increment("c".into(), 1).unwrap(), 1);
+        assert_eq!(kv.increment("c".into(), 5).unwrap(), 6);
+        assert_eq!(kv.get("c").unwrap(), 6i64.to_le_bytes().to_vec());
+    }
+
+    #[test]
+    fn increment_of_other_bytes_is_an_error() {
+        let kv = Kv::new();
+        kv.set("k", b"hello".to_vec());
+        assert!(matches!(
+            kv.increment("k".into(), 1),
+            Err(store::Error::Other(_))
+        ));
+        assert_eq!(kv.get("k").unwrap(), b"hello");
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let kv = Kv::new();
+        kv.set("token", b"secret-value".to_vec());
+        let shown = format!("{kv:?}");
+        assert!(shown.contains("token") && !shown.contains("secret-value"));
+    }
+}
