@@ -11,7 +11,8 @@
 //! 5. decryption; the trailing owner key must be the AppKey or CorpId of a served corp (the
 //!    configured one, and in the commercial edition the bound ones); the event's `CorpId`, when
 //!    present, must be that corp (403);
-//! 6. de-duplication: `kv::claim` on `evt:{sha1(signature|nonce|timestamp)}` (replays) and, when
+//! 6. de-duplication: `kv::claim` on `evt:{sha1(corp|plaintext)}` (replays and re-signed
+//!    redeliveries) and, when
 //!    the event has an `eventId`, on `evt:id:{sha1(corp|eventId)}` (redeliveries with a new nonce),
 //!    kept one day. A duplicate of an applied event is answered `success` without applying it
 //!    again; a duplicate of one still being applied gets 503 (DingTalk retries in 10 s and 30 s;
@@ -249,11 +250,10 @@ fn handle_inner(
         return Ok(Routed::plain(success(env, &crypto, owner)));
     }
 
-    // De-duplication: replays (same signature, nonce, timestamp) and redeliveries (same eventId).
-    let mut keys_to_claim = vec![format!(
-        "evt:{}",
-        sha1_hex(&[&signature, &nonce, &timestamp])
-    )];
+    // De-duplication by content: a replay and a redelivery carry the same plaintext (event type,
+    // ids and the event's own timestamp) even when DingTalk re-signs it with a new nonce; and by
+    // eventId when the event has one.
+    let mut keys_to_claim = vec![format!("evt:{}", sha1_hex(&[&app.corp_id, &decrypted.msg]))];
     if let Some(id) = &event.event_id {
         keys_to_claim.push(format!("evt:id:{}", sha1_hex(&[&app.corp_id, id])));
     }
@@ -763,6 +763,34 @@ mod tests {
         assert_success(&s, &handle(&mut env, &s, &again.request(&s)));
         assert_eq!(org.borrow().user_gets.len(), 3);
         assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 2);
+    }
+
+    #[test]
+    fn resigned_redelivery_without_event_id_is_applied_once() {
+        let s = sample();
+        let mut env = FakeEnv::new();
+        let org = dingtalk(&mut env);
+        let body = r#"{"EventType":"user_add_org","CorpId":"dingcorp123","TimeStamp":"1700000000000","UserId":["u1"]}"#;
+        let first = Push::new(body, env.now);
+        let r = handle(&mut env, &s, &first.request(&s));
+        assert_success(&s, &r);
+        assert!(matches!(r.outcome, Outcome::DirectoryChanged(_)));
+        // DingTalk's retry: same event, new nonce and timestamp, so a new signature.
+        let mut retry = Push::new(body, env.now + 10_000);
+        retry.nonce = "retry1".into();
+        let r = handle(&mut env, &s, &retry.request(&s));
+        assert_success(&s, &r);
+        assert_eq!(r.outcome, Outcome::None);
+        assert_eq!(org.borrow().user_gets, vec!["u1"]);
+        // A different event for the same member is applied.
+        let other = Push::new(
+            r#"{"EventType":"user_add_org","CorpId":"dingcorp123","TimeStamp":"1700000099999","UserId":["u1"]}"#,
+            env.now,
+        );
+        assert!(matches!(
+            handle(&mut env, &s, &other.request(&s)).outcome,
+            Outcome::DirectoryChanged(_)
+        ));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! Keys are the Spin variable names. A message never contains a secret's value.
 
 use crate::secret::{AppSecret, EventAesKey, EventToken, PlatformToken, SsoSecret};
-use base64::Engine;
 use std::collections::BTreeMap;
 use url::Url;
 
@@ -417,11 +416,9 @@ impl Settings {
                         "event_token must be letters and digits only (the signing token of the event subscription)",
                     ));
                 }
-                let decodes = k.len() == 43
-                    && base64::engine::general_purpose::STANDARD
-                        .decode(format!("{k}="))
-                        .map(|b| b.len() == 32)
-                        .unwrap_or(false);
+                // The same decoding the callback crypto uses (DingTalk keys may carry
+                // non-zero trailing bits in their 43rd character).
+                let decodes = crate::crypto::CallbackCrypto::new(t, k, Vec::new()).is_ok();
                 if !decodes {
                     r.issues.push(Issue::new(
                         "event_aes_key",
@@ -635,6 +632,20 @@ pub(crate) mod tests {
             Settings::parse(&raw).unwrap().site_url,
             "http://127.0.0.1:3000"
         );
+    }
+
+    #[test]
+    fn published_dingtalk_aes_keys_are_accepted() {
+        // V1, V3 and V4 of docs §8.9 do not decode under strict base64 (non-zero trailing bits).
+        for key in [
+            "Yue0EfdN5900c1ce5cf6A152c63DDe1808a60c5ecd7",
+            "4g5j64qlyl3zvetqxz5jiocdr586fn2zvjpa8zls3ij",
+            "1234567890123456789012345678901234567890123",
+        ] {
+            let mut raw = sample_raw();
+            raw.insert("event_aes_key".into(), key.into());
+            assert!(Settings::parse(&raw).is_ok(), "{key}");
+        }
     }
 
     #[test]

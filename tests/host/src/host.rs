@@ -313,6 +313,12 @@ impl Host {
         self.shared.outbound.denied()
     }
 
+    /// Time the guest's outgoing requests spent waiting for upstream response headers, summed
+    /// since the last [`reset_outbound_counts`](Host::reset_outbound_counts).
+    pub fn outbound_waiting(&self) -> std::time::Duration {
+        self.shared.outbound.waiting()
+    }
+
     /// Resets the counts of [`outbound_requests`](Self::outbound_requests) and
     /// [`denied_requests`](Self::denied_requests).
     pub fn reset_outbound_counts(&self) {

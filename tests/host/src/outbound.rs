@@ -30,6 +30,8 @@ pub(crate) struct Outbound {
 struct Counts {
     sent: BTreeMap<String, u64>,
     denied: BTreeMap<String, u64>,
+    /// Time spent waiting for upstream response headers, summed over every request.
+    waiting: std::time::Duration,
 }
 
 impl Outbound {
@@ -49,6 +51,12 @@ impl Outbound {
     /// Requests refused per origin.
     pub(crate) fn denied(&self) -> BTreeMap<String, u64> {
         self.lock().denied.clone()
+    }
+
+    /// Time spent waiting for upstream responses (request sent → response headers), summed:
+    /// what a request's wall time minus this is, is the time inside the component and host.
+    pub(crate) fn waiting(&self) -> std::time::Duration {
+        self.lock().waiting
     }
 
     /// Forgets the counts.
@@ -100,11 +108,15 @@ impl WasiHttpHooks for Outbound {
             };
             *map.entry(key).or_default() += 1;
         }
+        let counts = self.counts.clone();
         Box::new(async move {
             if !allowed {
                 return Err(Error::HttpRequestDenied);
             }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let started = std::time::Instant::now();
+            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            counts.lock().unwrap_or_else(|e| e.into_inner()).waiting += started.elapsed();
+            let (response, io) = sent?;
             Ok((
                 response.map(http_body_util::BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,

@@ -1,0 +1,380 @@
+//! `cargo run --release -p dingtalk-host --bin dingtalk-bench`: the plugin's cost and speed,
+//! measured on the real component in the wasmtime host against the DingTalk simulator.
+//!
+//! Prints: component size; instantiation time; DingTalk calls per flow with cold and warm
+//! caches; time inside the component per request (wall time minus the time the guest's outgoing
+//! requests waited for the simulator), p50 and p99; full-sync calls against the minimum for the
+//! org and wall time against calls ÷ QPS; events verified, decrypted and applied per second.
+//! Options (environment): `BENCH_LOGINS` (default 300), `BENCH_SYNC_USERS` (2000),
+//! `BENCH_SYNC_DEPTS` (100), `BENCH_EVENTS` (500).
+
+use anyhow::{Context, Result};
+use dingtalk_host::{component_path, Host, Kv};
+use dingtalk_sim::{CorpSpec, OrgSpec, Sim};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Fixture {
+    sim: Sim,
+    settings: BTreeMap<String, String>,
+    corp: String,
+}
+
+const TOKEN: &str = "bench-platform-token-0123456789abcdef";
+
+fn settings_for(sim: &Sim, corp: &str, sync_qps: u32) -> Result<BTreeMap<String, String>> {
+    let c = sim.credentials(corp).context("corp credentials")?;
+    let base = sim.base_url().to_string();
+    Ok([
+        ("site_url", "https://forms.example.com".to_string()),
+        ("corp_id", c.corp_id),
+        ("corp_name", c.corp_name),
+        ("agent_id", c.agent_id.to_string()),
+        ("app_key", c.app_key),
+        ("app_secret", c.app_secret),
+        ("sso_secret", c.sso_secret),
+        ("event_token", c.event_token),
+        ("event_aes_key", c.event_aes_key),
+        ("platform_token", TOKEN.to_string()),
+        ("qr_login_enabled", "true".to_string()),
+        ("oapi_base_url", base.clone()),
+        ("api_base_url", base.clone()),
+        ("login_base_url", base),
+        ("sync_qps", sync_qps.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+fn host(f: &Fixture, kv: Kv) -> Result<Host> {
+    Host::builder()
+        .settings(f.settings.clone())
+        .allow_outbound([f.sim.base_url().to_string()])
+        .kv(kv)
+        .build()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// One request, timed: (status, headers, wall, time waiting on DingTalk).
+fn timed(
+    host: &Host,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<(u16, Vec<(String, String)>, Duration, Duration)> {
+    let waited_before = host.outbound_waiting();
+    let started = Instant::now();
+    let (status, headers, _) = host.handle_http("GET", path, headers, b"")?;
+    let wall = started.elapsed();
+    Ok((
+        status,
+        headers,
+        wall,
+        host.outbound_waiting() - waited_before,
+    ))
+}
+
+fn report_times(label: &str, samples: &mut [(Duration, Duration)]) {
+    let mut inside: Vec<Duration> = samples.iter().map(|(w, d)| w.saturating_sub(*d)).collect();
+    let mut walls: Vec<Duration> = samples.iter().map(|(w, _)| *w).collect();
+    inside.sort();
+    walls.sort();
+    println!(
+        "{label}: inside the component p50 {} p99 {} | wall p50 {} p99 {} (n = {})",
+        ms(percentile(&inside, 0.5)),
+        ms(percentile(&inside, 0.99)),
+        ms(percentile(&walls, 0.5)),
+        ms(percentile(&walls, 0.99)),
+        samples.len()
+    );
+}
+
+fn inapp_path(corp: &str, code: &str) -> String {
+    format!("/dingding/dingding_auth_corp?corpId={corp}&code={code}")
+}
+
+fn bench_logins(f: &Fixture) -> Result<()> {
+    let n = env_usize("BENCH_LOGINS", 300);
+    let users: Vec<(String, String)> = f
+        .sim
+        .with_org(&f.corp, |o| {
+            o.users()
+                .filter(|u| u.active)
+                .map(|u| (u.userid.clone(), u.unionid.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let admin = f
+        .sim
+        .with_org(&f.corp, |o| {
+            o.users().find(|u| u.is_sys()).map(|u| u.userid.clone())
+        })
+        .flatten()
+        .context("an admin")?;
+
+    // In-app (R1): cold cache, then warm.
+    let h = host(f, Kv::new())?;
+    f.sim.reset_calls();
+    let (uid, _) = &users[0];
+    let (status, ..) = timed(
+        &h,
+        &inapp_path(&f.corp, &f.sim.mint_inapp_code(&f.corp, uid)),
+        &[],
+    )?;
+    anyhow::ensure!(status == 302, "in-app login answered {status}");
+    let cold = f.sim.calls().len();
+    f.sim.reset_calls();
+    let mut samples = Vec::new();
+    for i in 0..n {
+        let (uid, _) = &users[i % users.len()];
+        let path = inapp_path(&f.corp, &f.sim.mint_inapp_code(&f.corp, uid));
+        let (status, _, wall, waited) = timed(&h, &path, &[])?;
+        anyhow::ensure!(status == 302, "in-app login answered {status}");
+        samples.push((wall, waited));
+    }
+    let warm = f.sim.calls().len() as f64 / n as f64;
+    println!(
+        "in-app login (R1): DingTalk calls cold {cold}, warm {warm:.2} (getuserinfo + user/get)"
+    );
+    report_times("in-app login (R1) exchange", &mut samples);
+
+    // QR (R5 → R4): cold, then warm.
+    let h = host(f, Kv::new())?;
+    let mut cold_calls = None;
+    f.sim.reset_calls();
+    let mut samples = Vec::new();
+    for i in 0..=n.min(200) {
+        let (status, headers, ..) = timed(&h, "/dingding/login", &[])?;
+        anyhow::ensure!(status == 302, "QR start answered {status}");
+        let location = header(&headers, "location").context("location")?;
+        let state = url::Url::parse(location)?
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .context("state")?;
+        let cookie = header(&headers, "set-cookie")
+            .context("cookie")?
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let (_, unionid) = &users[i % users.len()];
+        let code = f.sim.mint_oauth_code(unionid);
+        let path = format!("/dingding/dd_or_code_corp_list?authCode={code}&state={state}");
+        let before = f.sim.calls().len();
+        let (status, _, wall, waited) = timed(&h, &path, &[("cookie".into(), cookie)])?;
+        anyhow::ensure!(status == 302, "QR callback answered {status}");
+        if i == 0 {
+            cold_calls = Some(f.sim.calls().len() - before);
+            f.sim.reset_calls();
+        } else {
+            samples.push((wall, waited));
+        }
+    }
+    let warm = f.sim.calls().len() as f64 / samples.len() as f64;
+    println!(
+        "QR login (R4): DingTalk calls cold {}, warm {warm:.2} (userAccessToken + users/me + getbyunionid + user/get)",
+        cold_calls.unwrap_or(0)
+    );
+    report_times("QR login (R4) callback", &mut samples);
+
+    // Admin SSO (R3): cold, then warm.
+    let h = host(f, Kv::new())?;
+    let mut cold_calls = 0;
+    let mut samples = Vec::new();
+    f.sim.reset_calls();
+    for i in 0..=n.min(200) {
+        let code = f.sim.mint_sso_code(&f.corp, &admin);
+        let path = format!(
+            "/index.php?dingding/dd_callback&usertype=admin&corpId={}&code={code}",
+            f.corp
+        );
+        let (status, _, wall, waited) = timed(&h, &path, &[])?;
+        anyhow::ensure!(status == 302, "admin login answered {status}");
+        if i == 0 {
+            cold_calls = f.sim.calls().len();
+            f.sim.reset_calls();
+        } else {
+            samples.push((wall, waited));
+        }
+    }
+    let warm = f.sim.calls().len() as f64 / samples.len() as f64;
+    println!(
+        "admin SSO login (R3): DingTalk calls cold {cold_calls}, warm {warm:.2} (ssoUserInfo)"
+    );
+    report_times("admin SSO login (R3)", &mut samples);
+    Ok(())
+}
+
+fn bench_events(f: &Fixture) -> Result<()> {
+    let n = env_usize("BENCH_EVENTS", 500);
+    let h = host(f, Kv::new())?;
+    let crypto = f.sim.event_crypto(&f.corp).context("event crypto")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let mut bodies = Vec::with_capacity(n);
+    for i in 0..n {
+        let payload = format!(
+            r#"{{"EventType":"user_leave_org","TimeStamp":"{now}","UserId":["gone{i}"],"CorpId":"{}"}}"#,
+            f.corp
+        );
+        let mut random = [0u8; 16];
+        random[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let encrypt = crypto.encrypt_with_random(&payload, &random);
+        let nonce = format!("n{i:07}");
+        let ts = now.to_string();
+        let sig = crypto.signature(&ts, &nonce, &encrypt);
+        let path = format!("/dingding/events?msg_signature={sig}&timestamp={ts}&nonce={nonce}");
+        bodies.push((path, serde_json::json!({ "encrypt": encrypt }).to_string()));
+    }
+    let started = Instant::now();
+    let headers = [("content-type".to_string(), "application/json".to_string())];
+    for (path, body) in &bodies {
+        let (status, _, _) = h.handle_http("POST", path, &headers, body.as_bytes())?;
+        anyhow::ensure!(status == 200, "event answered {status}");
+    }
+    let took = started.elapsed();
+    println!(
+        "events (user_leave_org, no detail fetch): {n} verified, decrypted, de-duplicated, logged and answered in {} = {:.0} events/s",
+        ms(took),
+        n as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench_sync() -> Result<()> {
+    let users = env_usize("BENCH_SYNC_USERS", 2000);
+    let depts = env_usize("BENCH_SYNC_DEPTS", 100);
+    let spec = OrgSpec {
+        seed: 7,
+        ..OrgSpec::sized(depts, users)
+    };
+    let sim = Sim::builder()
+        .corp(CorpSpec::generated("dingsynccorp", &spec))
+        .qps_limit(Some(20))
+        .start()?;
+    let qps = 15;
+    let settings = settings_for(&sim, "dingsynccorp", qps)?;
+    let f = Fixture {
+        sim,
+        settings,
+        corp: "dingsynccorp".into(),
+    };
+    let h = host(&f, Kv::new())?;
+    let (minimum, members) = f
+        .sim
+        .with_org(&f.corp, |o| {
+            let pages: usize = o
+                .departments()
+                .map(|d| o.members(d.dept_id).len().div_ceil(100).max(1))
+                .sum();
+            (o.department_count() + pages, o.user_count())
+        })
+        .context("org")?;
+    f.sim.reset_calls();
+    let started = Instant::now();
+    let mut steps = 0;
+    let mut seen = 0;
+    let mut max_step = Duration::ZERO;
+    loop {
+        steps += 1;
+        let t = Instant::now();
+        let batch = h
+            .sync_step(&h.settings_list(), "")?
+            .map_err(|e| anyhow::anyhow!("sync failed: {} {}", e.code, e.message))?;
+        max_step = max_step.max(t.elapsed());
+        seen += batch.members.len();
+        if let Some(ms) = batch.retry_after_ms {
+            std::thread::sleep(Duration::from_millis(ms as u64));
+        }
+        if batch.progress.complete || steps > 10_000 {
+            break;
+        }
+    }
+    let wall = started.elapsed();
+    let calls = f.sim.calls();
+    let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
+    for c in &calls {
+        *per_second.entry(c.at_ms / 1000).or_default() += 1;
+    }
+    let peak = per_second.values().max().copied().unwrap_or(0);
+    println!(
+        "full sync of {members} members in {} departments: {} DingTalk calls (minimum for this org {minimum}: one listsub per department + one user/list per 100 members), {steps} steps, {seen} members reported",
+        spec.departments,
+        calls.len()
+    );
+    println!(
+        "sync wall time {:.1} s at sync_qps {qps} (calls ÷ QPS = {:.1} s); peak {peak} calls in one clock second; slowest step {}",
+        wall.as_secs_f64(),
+        calls.len() as f64 / qps as f64,
+        ms(max_step)
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let wasm = component_path();
+    println!(
+        "component: {} bytes ({})",
+        std::fs::metadata(&wasm)?.len(),
+        wasm.display()
+    );
+
+    let sim = Sim::demo()?;
+    let settings = settings_for(&sim, "dingdemocorp", 15)?;
+    let f = Fixture {
+        sim,
+        settings,
+        corp: "dingdemocorp".into(),
+    };
+
+    let started = Instant::now();
+    let h = host(&f, Kv::new())?;
+    println!(
+        "host build (engine + compiled component, disk-cached): {}",
+        ms(started.elapsed())
+    );
+    let mut inst = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        h.with_plugin(|_, _| Ok(()))?;
+        inst.push(t.elapsed());
+    }
+    inst.sort();
+    println!(
+        "instantiation (fresh store + instance): p50 {} p99 {}",
+        ms(percentile(&inst, 0.5)),
+        ms(percentile(&inst, 0.99))
+    );
+
+    bench_logins(&f)?;
+    bench_events(&f)?;
+    bench_sync()?;
+    Ok(())
+}
