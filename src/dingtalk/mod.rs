@@ -139,8 +139,20 @@ impl<'a> Client<'a> {
                 still_valid = Some(c.t);
             }
         }
-        let lock = format!("lock:tok:{}:{}", self.app.app_key, now / 10_000);
-        let won = kv::claim(self.env, &lock, now + 60_000).map_err(ApiError::Store)?;
+        // One fetch per minute-slot across every instance; a loser uses the still-valid token or
+        // waits briefly for the winner's, and fetches itself only if the winner vanished.
+        // The generation changes whenever a token is found invalid, so a refresh after a token
+        // error never waits on the lock of the fetch that produced the bad token.
+        let generation = self
+            .env
+            .kv_increment(&format!("tokgen:{}", self.app.app_key), 0)
+            .map_err(ApiError::Store)?;
+        let lock = format!(
+            "lock:tok:{}:{generation}:{}",
+            self.app.app_key,
+            now / 60_000
+        );
+        let won = kv::claim(self.env, &lock, now + 120_000).map_err(ApiError::Store)?;
         if !won {
             if let Some(t) = still_valid {
                 return Ok(AccessToken::new(t));
@@ -202,6 +214,9 @@ impl<'a> Client<'a> {
         let cached: Option<CachedToken> = kv::get_json(self.env, &key).map_err(ApiError::Store)?;
         if cached.is_some_and(|c| failed.matches(&c.t)) {
             self.env.kv_delete(&key).map_err(ApiError::Store)?;
+            self.env
+                .kv_increment(&format!("tokgen:{}", self.app.app_key), 1)
+                .map_err(ApiError::Store)?;
         }
         Ok(())
     }
@@ -437,10 +452,15 @@ mod tests {
                 json_response(200, r#"{"errcode":60011,"errmsg":"没有调用该接口的权限"}"#)
             }
         });
+        let before = env.now;
         let err = Client::new(&mut env, &ep, &s.corp)
             .oapi_post("/topapi/v2/user/get", &json!({}))
             .unwrap_err();
         assert_eq!(err.problem(), Problem::MissingPermission);
+        assert!(
+            env.now - before < 1000,
+            "the refresh did not wait on the first fetch's lock"
+        );
         assert_eq!(
             tokens.get(),
             2,

@@ -51,10 +51,10 @@
 //!
 //! # Rate limit
 //!
-//! Before every DingTalk call (including a token fetch) a slot of the current second is claimed
-//! with `increment("syncq:{corp}:{unix_second}")`; above `sync_qps` the step sleeps to the next
-//! second. The counter is shared by every instance on the store, so `sync_qps` holds across steps
-//! and instances. Throttling answers (90018, 90002, 403 Qps…) end the step early with the work
+//! Before every DingTalk call (including a token fetch) the step claims a pacing slot of
+//! `1050 / sync_qps` ms with `increment("syncq:{corp}:{slot}") == 1` and starts the call at the
+//! slot's start. Slots are shared by every instance on the store, so at most `sync_qps` calls
+//! fall in any sliding second, across steps and instances. Throttling answers (90018, 90002, 403 Qps…) end the step early with the work
 //! done so far and `retry_after_ms` (1 s, doubling while it repeats, at most 16 s); the unfinished
 //! page is read again. The monthly quota (90020), a missing permission
 //! (`qyapi_get_department_list`, `qyapi_get_department_member`), a department outside the contact
@@ -68,7 +68,7 @@
 //! | `sync:{corp}:attempt` | counter: attempt ids |
 //! | `sync:{corp}:born` | counter: > 0 once a checkpoint was committed (tells a lost one from none) |
 //! | `synclease:{corp}:{pass}:{version}:{slot}` | counter: step lease (claim; expires) |
-//! | `syncq:{corp}:{unix_second}` | counter: DingTalk calls in that second (expires) |
+//! | `syncq:{corp}:{slot}` | counter: pacing slot claim (expires) |
 //! | `syncdq:{corp}:{i}` | the pass's department queue, position `i` (overwritten each pass) |
 //! | `syncd:{corp}:{dept_id}` | department record: slot, base/new state (present, last pass seen, managers), tag |
 //! | `syncdi:{corp}:n`, `syncdi:{corp}:{i}` | counter and slots: index of department records |
@@ -368,24 +368,43 @@ struct QpsEnv<'a> {
 }
 
 impl QpsEnv<'_> {
+    /// Paces calls: one call per slot of `1050 / qps` ms, slots shared by every instance on the
+    /// store and claimed with `increment("syncq:{corp}:{slot}") == 1`. A call starts at the
+    /// start of its slot (never part-way into one), so any sliding second holds at most `qps`
+    /// calls; the 5 % margin absorbs scheduling jitter.
     fn claim_slot(&mut self) -> Result<(), TransportError> {
+        let width = (1050 / self.qps.max(1)).max(1) as u64;
+        let now = self.inner.now_ms();
+        // The first slot that starts at or after now.
+        let mut slot = now.div_ceil(width);
         loop {
             let now = self.inner.now_ms();
-            if now >= self.deadline_ms {
+            if now >= self.deadline_ms || slot * width >= self.deadline_ms {
                 self.meter.out_of_time.set(true);
                 return Err(TransportError::Timeout);
             }
-            let second = now / 1000;
-            let key = format!("syncq:{}:{second}", self.corp);
+            if slot * width + width <= now {
+                // Fell behind (slow store): continue from the next slot boundary.
+                slot = now.div_ceil(width);
+                continue;
+            }
+            let key = format!("syncq:{}:{slot}", self.corp);
             let claimed = self.inner.kv_increment(&key, 1).and_then(|n| {
                 if n == 1 {
-                    kv::register_expiry(self.inner, &key, (second + 2) * 1000)?;
+                    kv::register_expiry(self.inner, &key, slot * width + 60_000)?;
                 }
                 Ok(n)
             });
             match claimed {
-                Ok(n) if n <= self.qps => return Ok(()),
-                Ok(_) => self.inner.sleep_ms(1000 - now % 1000),
+                Ok(1) => {
+                    let start = slot * width;
+                    let now = self.inner.now_ms();
+                    if start > now {
+                        self.inner.sleep_ms(start - now);
+                    }
+                    return Ok(());
+                }
+                Ok(_) => slot += 1,
                 Err(_) => {
                     self.meter.store_failed.set(true);
                     return Err(TransportError::Unreachable("key-value store".into()));

@@ -71,6 +71,15 @@ pub(crate) fn start(shared: Arc<Mutex<State>>, addr: &str) -> std::io::Result<Ru
     })
 }
 
+/// Answers and closes the connection: pooled keep-alive connections (Spin pools them) can sit
+/// unread in tiny_http's pool, so every answer ends its connection.
+fn respond_closing<R: std::io::Read>(
+    rq: tiny_http::Request,
+    response: tiny_http::Response<R>,
+) -> std::io::Result<()> {
+    rq.respond(response.with_header(header("Connection", "close")))
+}
+
 fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|_| {
         Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header")
@@ -99,7 +108,8 @@ fn serve(shared: &Mutex<State>, mut rq: tiny_http::Request) {
     let mut body = Vec::new();
     let read = rq.as_reader().take(MAX_BODY + 1).read_to_end(&mut body);
     if read.is_err() || body.len() as u64 > MAX_BODY {
-        let _ = rq.respond(
+        let _ = respond_closing(
+            rq,
             Response::from_string("request body too large or unreadable").with_status_code(413),
         );
         return;
@@ -114,7 +124,8 @@ fn serve(shared: &Mutex<State>, mut rq: tiny_http::Request) {
     let reply = apis::handle(shared, &req);
     let json_ct = header("Content-Type", "application/json;charset=utf-8");
     let result = match reply {
-        Reply::Json(status, v) => rq.respond(
+        Reply::Json(status, v) => respond_closing(
+            rq,
             Response::from_string(v.to_string())
                 .with_status_code(status)
                 .with_header(json_ct),
@@ -125,18 +136,21 @@ fn serve(shared: &Mutex<State>, mut rq: tiny_http::Request) {
             } else {
                 json_ct
             };
-            rq.respond(
+            respond_closing(
+                rq,
                 Response::from_string(s)
                     .with_status_code(status)
                     .with_header(ct),
             )
         }
-        Reply::Html(status, s) => rq.respond(
+        Reply::Html(status, s) => respond_closing(
+            rq,
             Response::from_string(s)
                 .with_status_code(status)
                 .with_header(header("Content-Type", "text/html;charset=utf-8")),
         ),
-        Reply::Redirect(loc) => rq.respond(
+        Reply::Redirect(loc) => respond_closing(
+            rq,
             Response::empty(302)
                 .with_header(header("Location", &loc))
                 .with_header(header("Cache-Control", "no-store")),

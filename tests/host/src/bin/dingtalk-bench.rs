@@ -81,12 +81,11 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// One request, timed: (status, headers, wall, time waiting on DingTalk).
-fn timed(
-    host: &Host,
-    path: &str,
-    headers: &[(String, String)],
-) -> Result<(u16, Vec<(String, String)>, Duration, Duration)> {
+/// A timed answer: status, headers, wall time, time the guest waited on DingTalk.
+type Timed = (u16, Vec<(String, String)>, Duration, Duration);
+
+/// One request, timed.
+fn timed(host: &Host, path: &str, headers: &[(String, String)]) -> Result<Timed> {
     let waited_before = host.outbound_waiting();
     let started = Instant::now();
     let (status, headers, _) = host.handle_http("GET", path, headers, b"")?;
