@@ -11,6 +11,7 @@
 mod common;
 
 use common::flows::{inapp_login, qr_callback, qr_start, redeem, scan_as, ticket_of};
+use common::http::Resp;
 use common::{query_param, Fixture, Kind, DEMO, PLATFORM_TOKEN, SITE_URL};
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim, User};
 use serde_json::{json, Value};
@@ -43,6 +44,11 @@ on_both_targets! {
     todos_and_work_notifications,
     events_are_applied_once,
     full_sync_reports_the_whole_directory,
+    self_use_refuses_corp_binding,
+    commercial_bind_choose_and_unbind,
+    commercial_first_binding_needs_sms,
+    qr_non_member_is_403,
+    dingtalk_failures_give_clear_pages,
 }
 
 const SPENT_TICKET_STATUSES: [u16; 2] = [404, 410];
@@ -857,4 +863,320 @@ fn registrations(kv: &dingtalk_host::Kv) -> BTreeMap<u64, Vec<String>> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Editions (DESIGN §5) and DingTalk failures, issue 3.
+
+const SECOND: &str = "dingsecondcorp";
+const WANGWU_UNION: &str = "demoUnionWangwu00001iE";
+
+/// The demo corp plus a second corp; 王五 is a member of both (same unionid), `solo` only of
+/// the second.
+fn two_corp_sim() -> Sim {
+    let sim = Sim::builder()
+        .corp(CorpSpec::demo())
+        .corp(CorpSpec::generated(SECOND, &OrgSpec::sized(2, 2)))
+        .qps_limit(None)
+        .start()
+        .expect("starting the simulator");
+    sim.add_user(SECOND, User::new("wangwu2", WANGWU_UNION, "王五", &[1]))
+        .expect("王五 joins the second corp");
+    sim.add_user(
+        SECOND,
+        User::new("solo", "secondUnionSolo000001", "独行", &[1]),
+    )
+    .expect("a member of the second corp only");
+    sim
+}
+
+fn bind_second(f: &Fixture) -> Resp {
+    let c = f.sim.credentials(SECOND).expect("second corp");
+    let body = json!({
+        "corp_id": c.corp_id, "corp_name": c.corp_name, "agent_id": c.agent_id.to_string(),
+        "app_key": c.app_key, "app_secret": c.app_secret, "sso_secret": c.sso_secret,
+    });
+    f.api("POST", "/dingding/api/corps", Some(&body.to_string()))
+}
+
+fn self_use_refuses_corp_binding(kind: Kind) {
+    let Some(f) = Fixture::with_sim(kind, "self-use-bind", two_corp_sim(), DEMO, |_| {}) else {
+        return;
+    };
+    let r = bind_second(&f);
+    f.check(r.status == 403, &format!("binding in self-use: {r}"));
+    assert_eq!(r.error_code(), "requires_commercial_edition");
+    let r = f.api("DELETE", &format!("/dingding/api/corps/{SECOND}"), None);
+    assert_eq!(r.status, 403, "{r}");
+}
+
+fn commercial_bind_choose_and_unbind(kind: Kind) {
+    let Some(f) = Fixture::with_sim(kind, "commercial", two_corp_sim(), DEMO, |s| {
+        s.insert("edition".into(), "commercial".into());
+    }) else {
+        return;
+    };
+    let secret = f.sim.credentials(SECOND).expect("second").app_secret;
+
+    // A wrong secret is refused live and nothing is stored.
+    let mut c = f.sim.credentials(SECOND).expect("second");
+    c.app_secret = "wrong-secret-value".into();
+    let body = json!({"corp_id": c.corp_id, "agent_id": c.agent_id.to_string(), "app_key": c.app_key, "app_secret": c.app_secret});
+    let r = f.api("POST", "/dingding/api/corps", Some(&body.to_string()));
+    f.check(
+        r.status == 502 && r.error_code() == "bad_app_credentials",
+        &format!("{r}"),
+    );
+    let r = f.api("GET", "/dingding/api/corps", None);
+    assert_eq!(r.json()["corps"].as_array().map(Vec::len), Some(1), "{r}");
+
+    let r = bind_second(&f);
+    f.check(r.status == 200, &format!("bind: {r}"));
+    assert!(!r.body.contains(&secret), "a secret came back: {r}");
+    let r = f.api("GET", "/dingding/api/corps", None);
+    assert_eq!(r.json()["corps"].as_array().map(Vec::len), Some(2), "{r}");
+    assert!(!r.body.contains(&secret), "a secret came back: {r}");
+
+    // In-app login now serves the bound corp too.
+    let code = f.sim.mint_inapp_code(SECOND, "solo");
+    let r = f.http.get(&format!(
+        "/dingding/dingding_auth_corp?corpId={SECOND}&code={code}"
+    ));
+    f.check(r.status == 302, &format!("R1 of a bound corp: {r}"));
+    let id = redeem(&f.http, &ticket_of(&r)).json();
+    assert_eq!(id["corp_id"], SECOND);
+
+    // 王五 is in both corps: the corp list, bound to this browser and single-use.
+    let start = qr_start(&f.http, "", None);
+    let r = qr_callback(
+        &f.http,
+        &f.sim,
+        &start.state,
+        WANGWU_UNION,
+        Some(&start.cookie),
+    );
+    f.check(
+        r.status == 200 && r.body.contains(DEMO) && r.body.contains(SECOND),
+        &format!("corp list: {r}"),
+    );
+    let href = |corp: &str| -> String {
+        let marker = format!("corp={corp}\"");
+        let end = r.body.find(&marker).expect("a link for the corp") + marker.len() - 1;
+        let start_at = r.body[..end].rfind("href=\"").expect("href") + "href=\"".len();
+        r.body[start_at..end].replace("&amp;", "&")
+    };
+    let demo_link = href(DEMO);
+    let second_link = href(SECOND);
+    let other_browser = f.http.get_with_cookie(
+        &demo_link,
+        "dd_login=0000000000000000000000000000000000000000000000ff",
+    );
+    assert_eq!(
+        other_browser.status, 400,
+        "another browser's choice: {other_browser}"
+    );
+    let forged = f
+        .http
+        .get_with_cookie(&demo_link.replace(DEMO, "dingforgedcorp"), &start.cookie);
+    assert_eq!(forged.status, 400, "a corp that was not offered: {forged}");
+    // First-time binding outside the configured corp needs SMS, which is off.
+    let r2 = f.http.get_with_cookie(&second_link, &start.cookie);
+    f.check(
+        r2.status == 403 && r2.page_has_code("sms_required"),
+        &format!("{r2}"),
+    );
+    let again = f.http.get_with_cookie(&demo_link, &start.cookie);
+    assert_eq!(again.status, 400, "the choice was used: {again}");
+
+    // A fresh choice of the configured corp signs in without SMS.
+    let start = qr_start(&f.http, "", None);
+    let r = qr_callback(
+        &f.http,
+        &f.sim,
+        &start.state,
+        WANGWU_UNION,
+        Some(&start.cookie),
+    );
+    let marker = format!("corp={DEMO}\"");
+    let end = r.body.find(&marker).expect("demo link") + marker.len() - 1;
+    let at = r.body[..end].rfind("href=\"").expect("href") + 6;
+    let link = r.body[at..end].replace("&amp;", "&");
+    let done = f.http.get_with_cookie(&link, &start.cookie);
+    f.check(
+        done.status == 302,
+        &format!("choice of the configured corp: {done}"),
+    );
+    let id = redeem(&f.http, &ticket_of(&done)).json();
+    assert_eq!(
+        (
+            id["corp_id"].as_str(),
+            id["userid"].as_str(),
+            id["via"].as_str()
+        ),
+        (Some(DEMO), Some("wangwu"), Some("qr"))
+    );
+    assert_eq!(id["requires_sms_binding"], false);
+
+    // Unbinding stops the corp's logins at once; the configured corp is untouched.
+    let r = f.api("DELETE", &format!("/dingding/api/corps/{SECOND}"), None);
+    f.check(r.status == 200, &format!("unbind: {r}"));
+    let code = f.sim.mint_inapp_code(SECOND, "solo");
+    let r = f.http.get(&format!(
+        "/dingding/dingding_auth_corp?corpId={SECOND}&code={code}"
+    ));
+    assert_eq!(r.status, 403, "{r}");
+    let t = inapp_login(&f.http, &f.sim, DEMO, "lisi");
+    assert_eq!(redeem(&f.http, &t).json()["userid"], "lisi");
+}
+
+fn commercial_first_binding_needs_sms(kind: Kind) {
+    let Some(f) = Fixture::with_sim(kind, "sms", two_corp_sim(), DEMO, |s| {
+        s.insert("edition".into(), "commercial".into());
+        s.insert("sms_enabled".into(), "true".into());
+    }) else {
+        return;
+    };
+    assert_eq!(bind_second(&f).status, 200);
+    let login = |f: &Fixture| {
+        let start = qr_start(&f.http, "", None);
+        let r = qr_callback(
+            &f.http,
+            &f.sim,
+            &start.state,
+            "secondUnionSolo000001",
+            Some(&start.cookie),
+        );
+        f.check(
+            r.status == 302,
+            &format!("QR login of a bound corp's member: {r}"),
+        );
+        redeem(&f.http, &ticket_of(&r)).json()
+    };
+    let first = login(&f);
+    assert_eq!(
+        (
+            first["corp_id"].as_str(),
+            first["requires_sms_binding"].as_bool()
+        ),
+        (Some(SECOND), Some(true))
+    );
+    // The platform completes the binding after its SMS check and tells the plugin.
+    let r = f.api(
+        "POST",
+        "/dingding/api/bindings",
+        Some(&json!({"corp_id": SECOND, "userid": "solo"}).to_string()),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    let second = login(&f);
+    assert_eq!(second["requires_sms_binding"], false);
+}
+
+fn qr_non_member_is_403(kind: Kind) {
+    let Some(f) = Fixture::with_sim(kind, "non-member", two_corp_sim(), DEMO, |_| {}) else {
+        return;
+    };
+    let start = qr_start(&f.http, "", None);
+    let r = qr_callback(
+        &f.http,
+        &f.sim,
+        &start.state,
+        "secondUnionSolo000001",
+        Some(&start.cookie),
+    );
+    f.check(
+        r.status == 403 && r.page_has_code("not_a_member"),
+        &format!("{r}"),
+    );
+}
+
+fn dingtalk_failures_give_clear_pages(kind: Kind) {
+    use dingtalk_sim::{Fault, FaultKind};
+    let Some(f) = Fixture::start(kind, "failures", |_| {}) else {
+        return;
+    };
+    let r1 = |f: &Fixture| {
+        let code = f.sim.mint_inapp_code(DEMO, "wangwu");
+        f.http.get(&format!(
+            "/dingding/dingding_auth_corp?corpId={DEMO}&code={code}"
+        ))
+    };
+    // Throttled once: backed off and retried, the person does not notice.
+    f.sim.inject(
+        Fault::new(
+            "/topapi/v2/user/getuserinfo",
+            FaultKind::Errcode(90018, "限流".into()),
+        )
+        .times(1),
+    );
+    let r = r1(&f);
+    f.check(r.status == 302, &format!("one 90018 is retried: {r}"));
+    // Throttled persistently: 503 and a page that says to wait.
+    let id = f.sim.inject(Fault::new(
+        "/topapi/v2/user/getuserinfo",
+        FaultKind::Errcode(90018, "限流".into()),
+    ));
+    let r = r1(&f);
+    f.check(
+        r.status == 503 && r.page_has_code("dingtalk_throttled"),
+        &format!("{r}"),
+    );
+    f.sim.remove_fault(id);
+    // Permission missing, reported through errcode 88 + sub_code.
+    let id = f.sim.inject(Fault::new(
+        "/topapi/v2/user/getuserinfo",
+        FaultKind::SubCode88("60011".into()),
+    ));
+    let r = r1(&f);
+    f.check(
+        r.status == 502 && r.page_has_code("missing_permission"),
+        &format!("{r}"),
+    );
+    f.sim.remove_fault(id);
+    // IP whitelist: the page names the IP to add.
+    f.sim.set_request_ip("203.0.113.77");
+    f.sim.set_ip_whitelist_error(true);
+    let r = r1(&f);
+    f.check(
+        r.status == 502 && r.page_has_code("ip_not_whitelisted") && r.body.contains("203.0.113.77"),
+        &format!("{r}"),
+    );
+    f.sim.set_ip_whitelist_error(false);
+    // DingTalk down (broken connection, 502 page, busy) on each QR step.
+    for (api, kind) in [
+        ("/v1.0/oauth2/userAccessToken", FaultKind::Busy),
+        (
+            "/v1.0/contact/users/me",
+            FaultKind::Http(502, "<html>bad gateway</html>".into()),
+        ),
+        ("/topapi/user/getbyunionid", FaultKind::Drop),
+        ("/topapi/v2/user/get", FaultKind::Busy),
+    ] {
+        let id = f.sim.inject(Fault::new(api, kind));
+        let start = qr_start(&f.http, "", None);
+        let r = qr_callback(
+            &f.http,
+            &f.sim,
+            &start.state,
+            WANGWU_UNION,
+            Some(&start.cookie),
+        );
+        f.check(
+            (502..=504).contains(&r.status) && r.body.contains("<h1>"),
+            &format!("{api}: {r}"),
+        );
+        f.sim.remove_fault(id);
+    }
+    // Admin SSO with a wrong code (already used).
+    let code = f.sim.mint_sso_code(DEMO, "zhangsan");
+    let path = format!("/index.php?dingding/dd_callback&usertype=admin&corpId={DEMO}&code={code}");
+    assert_eq!(f.http.get(&path).status, 302);
+    let r = f.http.get(&path);
+    f.check(
+        r.status == 400 && r.page_has_code("code_invalid"),
+        &format!("reused admin code: {r}"),
+    );
+    assert!(
+        f.t.logs().find("demo-app-secret").is_none(),
+        "no secret in the logs"
+    );
 }
