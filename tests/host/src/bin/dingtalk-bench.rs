@@ -8,6 +8,10 @@
 //! Options (environment): `BENCH_LOGINS` (default 300), `BENCH_SYNC_USERS` (2000),
 //! `BENCH_SYNC_DEPTS` (100), `BENCH_EVENTS` (500).
 
+#[allow(unused_imports)]
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use anyhow::{Context, Result};
 use dingtalk_host::{component_path, Host, Kv};
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim};
@@ -39,31 +43,11 @@ struct Fixture {
     corp: String,
 }
 
-const TOKEN: &str = "bench-platform-token-0123456789abcdef";
-
+/// The tests' settings for `corp` on `sim`, with `sync_qps` set.
 fn settings_for(sim: &Sim, corp: &str, sync_qps: u32) -> Result<BTreeMap<String, String>> {
-    let c = sim.credentials(corp).context("corp credentials")?;
-    let base = sim.base_url().to_string();
-    Ok([
-        ("site_url", "https://forms.example.com".to_string()),
-        ("corp_id", c.corp_id),
-        ("corp_name", c.corp_name),
-        ("agent_id", c.agent_id.to_string()),
-        ("app_key", c.app_key),
-        ("app_secret", c.app_secret),
-        ("sso_secret", c.sso_secret),
-        ("event_token", c.event_token),
-        ("event_aes_key", c.event_aes_key),
-        ("platform_token", TOKEN.to_string()),
-        ("qr_login_enabled", "true".to_string()),
-        ("oapi_base_url", base.clone()),
-        ("api_base_url", base.clone()),
-        ("login_base_url", base),
-        ("sync_qps", sync_qps.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect())
+    let mut settings = common::settings_for(sim, corp);
+    settings.insert("sync_qps".into(), sync_qps.to_string());
+    Ok(settings)
 }
 
 fn host(f: &Fixture, kv: Kv) -> Result<Host> {
@@ -337,6 +321,129 @@ fn bench_sync() -> Result<()> {
     Ok(())
 }
 
+/// Median time of `n` sequential GETs of `path` on `base` (keep-alive client).
+fn median_get(base: &str, path: &str, n: usize) -> Result<Duration> {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = client.get(format!("{base}{path}")).send()?;
+        anyhow::ensure!(r.status().as_u16() == 200, "GET {path}: {}", r.status());
+        let _ = r.bytes()?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(percentile(&times, 0.5))
+}
+
+/// Completed in-app logins per second over `seconds`, `threads` clients spread over `bases`;
+/// also DingTalk calls per login.
+fn logins_per_second(
+    sim: &Sim,
+    bases: &[&str],
+    threads: usize,
+    seconds: u64,
+) -> Result<(f64, f64)> {
+    let users = ["zhangsan", "lisi", "wangwu", "zhaoliu", "qianqi"];
+    sim.reset_calls();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (done, failed) = (&done, &failed);
+            let base = bases[t % bases.len()].to_string();
+            scope.spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .build()
+                    .expect("client");
+                let mut i = t;
+                while Instant::now() < deadline {
+                    let code = sim.mint_inapp_code(DEMO_CORP, users[i % users.len()]);
+                    i += threads;
+                    let url = format!(
+                        "{base}/dingding/dingding_auth_corp?corpId={DEMO_CORP}&code={code}"
+                    );
+                    match client.get(url).send() {
+                        Ok(r) if r.status().as_u16() == 302 => {
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+    });
+    let done = done.into_inner();
+    anyhow::ensure!(failed.into_inner() == 0, "some logins failed");
+    Ok((
+        done as f64 / seconds as f64,
+        sim.calls().len() as f64 / done.max(1) as f64,
+    ))
+}
+
+const DEMO_CORP: &str = "dingdemocorp";
+
+/// Issue 6: Spin against the wasmtime host, and one Spin instance against two sharing Redis.
+fn bench_spin() -> Result<()> {
+    if common::spin::spin_bin().is_none() {
+        println!("spin: skipped (no Spin found)");
+        return Ok(());
+    }
+    let sim = Sim::builder()
+        .corp(CorpSpec::demo())
+        .qps_limit(None)
+        .start()?;
+    let settings = common::settings_for(&sim, DEMO_CORP);
+    let page = format!("/dingding/dingding_auth_corp?corpId={DEMO_CORP}");
+
+    let wasmtime = Host::builder()
+        .settings(settings.clone())
+        .allow_outbound([sim.base_url().to_string()])
+        .build()?;
+    let server = wasmtime.serve()?;
+    let single = common::spin::SpinApp::start(&common::spin::SpinOptions {
+        settings: &settings,
+        runtime_config: None,
+        label: "bench",
+    })
+    .context("spin up")?;
+    let w = median_get(&server.base_url(), &page, 400)?;
+    let sp = median_get(single.base_url(), &page, 400)?;
+    println!(
+        "R1 page over HTTP, median: wasmtime host {} vs spin up {} (Spin/wasmtime = {:.2})",
+        ms(w),
+        ms(sp),
+        sp.as_secs_f64() / w.as_secs_f64()
+    );
+    drop(single);
+
+    let Some(redis) = common::redis::Redis::start() else {
+        println!("scale-out: skipped (no redis-server)");
+        return Ok(());
+    };
+    let opts = |label| common::spin::SpinOptions {
+        settings: &settings,
+        runtime_config: Some(redis.runtime_config()),
+        label,
+    };
+    let a = common::spin::SpinApp::start(&opts("bench-a")).context("spin a")?;
+    let (one, calls_one) = logins_per_second(&sim, &[a.base_url()], 8, 5)?;
+    let b = common::spin::SpinApp::start(&opts("bench-b")).context("spin b")?;
+    let (two, calls_two) = logins_per_second(&sim, &[a.base_url(), b.base_url()], 8, 5)?;
+    println!(
+        "in-app logins/s on Redis: one Spin instance {one:.0}, two instances {two:.0} (ratio {:.2}; one 2-core machine runs both, the simulator and the clients)",
+        two / one
+    );
+    println!("DingTalk calls per login with the token cache shared in Redis: {calls_one:.3} (one instance), {calls_two:.3} (two)");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let wasm = component_path();
     println!(
@@ -375,5 +482,6 @@ fn main() -> Result<()> {
     bench_logins(&f)?;
     bench_events(&f)?;
     bench_sync()?;
+    bench_spin()?;
     Ok(())
 }

@@ -5,32 +5,12 @@
 
 use anyhow::{Context, Result};
 use dingtalk_host::{component_path, Host};
+use dingtalk_plugin::settings::KEYS;
 use dingtalk_sim::Sim;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-
-const KEYS: &[&str] = &[
-    "site_url",
-    "edition",
-    "qr_login_enabled",
-    "sms_enabled",
-    "corp_id",
-    "corp_name",
-    "agent_id",
-    "app_key",
-    "app_secret",
-    "sso_secret",
-    "event_token",
-    "event_aes_key",
-    "platform_token",
-    "platform_login_url",
-    "oapi_base_url",
-    "api_base_url",
-    "login_base_url",
-    "sync_qps",
-];
 
 fn origin_of(url: &str) -> Option<String> {
     let u = url::Url::parse(url).ok()?;

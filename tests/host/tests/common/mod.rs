@@ -81,11 +81,14 @@ pub struct TestDir {
 impl TestDir {
     /// A fresh directory whose name starts with `prefix`.
     pub fn new(prefix: &str) -> TestDir {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(base).expect("creating cargo's target tmp directory");
+        // Cargo's per-target tmp directory for tests; target/tmp for the benchmark binary.
+        let base = option_env!("CARGO_TARGET_TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target").join("tmp"));
+        std::fs::create_dir_all(&base).expect("creating cargo's target tmp directory");
         let dir = tempfile::Builder::new()
             .prefix(prefix)
-            .tempdir_in(base)
+            .tempdir_in(&base)
             .expect("creating a test directory");
         TestDir { dir: Some(dir) }
     }
