@@ -33,7 +33,7 @@ pub struct StoreState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: Outbound,
-    limits: StoreLimits,
+    limits: PeakLimits,
     pub(crate) kv: Kv,
     pub(crate) settings: Arc<BTreeMap<String, String>>,
 }
@@ -177,6 +177,7 @@ impl HostBuilder {
                 memory_limit: self.memory_limit,
                 deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX),
                 http_errors: Mutex::default(),
+                peak_memory: Arc::default(),
             }),
             runtime: Arc::default(),
         })
@@ -205,6 +206,58 @@ pub(crate) struct Shared {
     memory_limit: usize,
     deadline_ticks: u64,
     http_errors: Mutex<Vec<String>>,
+    peak_memory: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The store's limits, also recording the largest linear memory any store asked for.
+pub(crate) struct PeakLimits {
+    limits: StoreLimits,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl wasmtime::ResourceLimiter for PeakLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak
+                .fetch_max(desired, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl Shared {
@@ -219,10 +272,13 @@ impl Shared {
             wasi,
             http: WasiHttpCtx::new(),
             outbound: self.outbound.clone(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: PeakLimits {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(self.memory_limit)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak: self.peak_memory.clone(),
+            },
             kv: self.kv.clone(),
             settings: self.settings.clone(),
         };
@@ -311,6 +367,21 @@ impl Host {
     /// Outgoing requests refused with `HttpRequestDenied` so far, per origin.
     pub fn denied_requests(&self) -> BTreeMap<String, u64> {
         self.shared.outbound.denied()
+    }
+
+    /// The largest linear memory (bytes) any call or request of this host grew to since the last
+    /// [`reset_peak_memory`](Host::reset_peak_memory).
+    pub fn peak_memory(&self) -> usize {
+        self.shared
+            .peak_memory
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forgets the recorded peak memory.
+    pub fn reset_peak_memory(&self) {
+        self.shared
+            .peak_memory
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Time the guest's outgoing requests spent waiting for upstream response headers, summed

@@ -285,13 +285,16 @@ fn bench_sync() -> Result<()> {
     let mut steps = 0;
     let mut seen = 0;
     let mut max_step = Duration::ZERO;
+    let mut peak_memory = 0;
     loop {
         steps += 1;
+        h.reset_peak_memory();
         let t = Instant::now();
         let batch = h
             .sync_step(&h.settings_list(), "")?
             .map_err(|e| anyhow::anyhow!("sync failed: {} {}", e.code, e.message))?;
         max_step = max_step.max(t.elapsed());
+        peak_memory = peak_memory.max(h.peak_memory());
         seen += batch.members.len();
         if let Some(ms) = batch.retry_after_ms {
             std::thread::sleep(Duration::from_millis(ms as u64));
@@ -317,6 +320,10 @@ fn bench_sync() -> Result<()> {
         wall.as_secs_f64(),
         calls.len() as f64 / qps as f64,
         ms(max_step)
+    );
+    println!(
+        "memory per sync step: peak guest linear memory {:.1} MiB (fresh instance per step)",
+        peak_memory as f64 / (1024.0 * 1024.0)
     );
     Ok(())
 }
