@@ -904,7 +904,8 @@ mod tests {
         let r = handle(&mut env, &s, &Push::new(&plain, now).request(&s));
         assert_success(&s, &r);
         assert_eq!(org.borrow().user_gets.len(), MAX_DETAIL_FETCHES);
-        assert!(env.logs.iter().any(|l| l.contains("30 users")));
+        let skipped = format!("{} users", 80 - MAX_DETAIL_FETCHES);
+        assert!(env.logs.iter().any(|l| l.contains(&skipped)), "{:?}", env.logs);
     }
 
     #[test]
