@@ -165,6 +165,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
                 continue;
             }
         };
+        // Small responses go out at once (no Nagle delay against the client's delayed ACK).
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
