@@ -905,7 +905,11 @@ mod tests {
         assert_success(&s, &r);
         assert_eq!(org.borrow().user_gets.len(), MAX_DETAIL_FETCHES);
         let skipped = format!("{} users", 80 - MAX_DETAIL_FETCHES);
-        assert!(env.logs.iter().any(|l| l.contains(&skipped)), "{:?}", env.logs);
+        assert!(
+            env.logs.iter().any(|l| l.contains(&skipped)),
+            "{:?}",
+            env.logs
+        );
     }
 
     #[test]
