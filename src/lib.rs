@@ -6,27 +6,21 @@
 //! unit-tested natively; `wasm` holds the thin adapters to WASI and the WIT exports.
 #![deny(missing_docs)]
 
-pub mod api;
-pub mod changelog;
 pub mod corps;
-pub mod crypto;
 pub mod dingtalk;
 pub mod directory;
 pub mod env;
 pub mod events;
-pub mod events_route;
 pub mod failure;
-pub mod http;
 pub mod kv;
 pub mod login;
 pub mod model;
 pub mod notify;
-pub mod pages;
-pub mod router;
 pub mod secret;
 pub mod settings;
 pub mod setup;
 pub mod sync;
+pub mod web;
 
 #[cfg(test)]
 pub(crate) mod testing;

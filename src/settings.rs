@@ -418,7 +418,7 @@ impl Settings {
                 }
                 // The same decoding the callback crypto uses (DingTalk keys may carry
                 // non-zero trailing bits in their 43rd character).
-                let decodes = crate::crypto::CallbackCrypto::new(t, k, Vec::new()).is_ok();
+                let decodes = crate::events::crypto::CallbackCrypto::new(t, k, Vec::new()).is_ok();
                 if !decodes {
                     r.issues.push(Issue::new(
                         "event_aes_key",

@@ -2,8 +2,8 @@
 
 use super::host::{load_settings, WasiEnv};
 use crate::env::Env;
-use crate::http::Request;
-use crate::router::{handle, Mode};
+use crate::web::http::Request;
+use crate::web::router::{handle, Mode};
 use spin_sdk::http::{Request as SpinRequest, Response as SpinResponse};
 
 /// Largest request body the plugin reads (events and API bodies are far smaller).
@@ -35,7 +35,7 @@ fn handle_request(req: SpinRequest) -> SpinResponse {
             "The request body is too large.",
             "请求体过大。",
         );
-        crate::router::Routed::json_failure(failure)
+        crate::web::router::Routed::json_failure(failure)
     } else {
         match load_settings() {
             Ok(raw) => handle(&mut env, &raw, &request, Mode::Http),
@@ -47,7 +47,7 @@ fn handle_request(req: SpinRequest) -> SpinResponse {
                     "The host could not provide the plugin's settings. Check the host's configuration (Spin variables).",
                     "宿主无法提供插件设置，请检查宿主配置（Spin 变量）。",
                 );
-                crate::router::Routed::page_failure(failure)
+                crate::web::router::Routed::page_failure(failure)
             }
         }
     };

@@ -42,7 +42,7 @@ fn parse(settings: &wit::Settings) -> Result<Settings, Vec<Issue>> {
 
 /// Settings for calls that answer with a `failure`: invalid settings become one 503 failure.
 fn settings_or_failure(settings: &wit::Settings) -> Result<Settings, wit::Failure> {
-    parse(settings).map_err(|issues| failure(crate::pages::config_failure(&issues)))
+    parse(settings).map_err(|issues| failure(crate::web::pages::config_failure(&issues)))
 }
 
 fn via(v: model::Via) -> wit::LoginVia {
@@ -192,17 +192,17 @@ impl routes::Guest for Plugin {
     fn handle(settings: wit::Settings, request: wit::HttpRequest) -> wit::Routed {
         let mut env = WasiEnv::new();
         let raw = raw_from_pairs(settings);
-        let req = crate::http::Request::new(
+        let req = crate::web::http::Request::new(
             &request.method,
             &request.path_with_query,
             request.headers,
             request.body,
         );
-        let routed = crate::router::handle(&mut env, &raw, &req, crate::router::Mode::Typed);
+        let routed = crate::web::router::handle(&mut env, &raw, &req, crate::web::router::Mode::Typed);
         let outcome = match routed.outcome {
-            crate::router::Outcome::None => wit::Outcome::None,
-            crate::router::Outcome::SignedIn(i) => wit::Outcome::SignedIn(identity(*i)),
-            crate::router::Outcome::CorpChoice(options) => wit::Outcome::CorpChoice(
+            crate::web::router::Outcome::None => wit::Outcome::None,
+            crate::web::router::Outcome::SignedIn(i) => wit::Outcome::SignedIn(identity(*i)),
+            crate::web::router::Outcome::CorpChoice(options) => wit::Outcome::CorpChoice(
                 options
                     .into_iter()
                     .map(|o| wit::CorpOption {
@@ -211,10 +211,10 @@ impl routes::Guest for Plugin {
                     })
                     .collect(),
             ),
-            crate::router::Outcome::DirectoryChanged(changes) => {
+            crate::web::router::Outcome::DirectoryChanged(changes) => {
                 wit::Outcome::DirectoryChanged(changes.into_iter().map(sequenced).collect())
             }
-            crate::router::Outcome::Failed(f) => wit::Outcome::Failed(failure(f)),
+            crate::web::router::Outcome::Failed(f) => wit::Outcome::Failed(failure(f)),
         };
         wit::Routed {
             response: wit::HttpResponse {
@@ -269,7 +269,7 @@ impl directory::Guest for Plugin {
     ) -> Result<directory::ChangePage, wit::Failure> {
         settings_or_failure(&settings)?;
         let mut env = WasiEnv::new();
-        let page = crate::changelog::read(&mut env, after, limit.min(1000)).map_err(failure)?;
+        let page = crate::directory::changelog::read(&mut env, after, limit.min(1000)).map_err(failure)?;
         Ok(directory::ChangePage {
             changes: page.changes.into_iter().map(sequenced).collect(),
             next_after: page.next_after,

@@ -2,8 +2,8 @@
 //! attributes) or through a JSON data block; inline script and style are pinned by CSP hashes.
 
 use crate::failure::Failure;
-use crate::http::Response;
-use crate::router::CorpOption;
+use crate::web::http::Response;
+use crate::web::router::CorpOption;
 use crate::settings::{Issue, Settings};
 use base64::Engine;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};

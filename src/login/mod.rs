@@ -5,10 +5,10 @@ use crate::corps;
 use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
 use crate::env::{random_id, Env};
 use crate::failure::Failure;
-use crate::http::{Request, Response};
+use crate::web::http::{Request, Response};
 use crate::kv;
 use crate::model::{Identity, Via};
-use crate::router::{CorpOption, Mode, Outcome, Routed};
+use crate::web::router::{CorpOption, Mode, Outcome, Routed};
 use crate::secret::{AccessToken, SsoSecret};
 use crate::settings::{CorpApp, Edition, Settings};
 use serde::{Deserialize, Serialize};
@@ -220,7 +220,7 @@ pub fn inapp(
         Err(f) => return Routed::page_failure(f),
     };
     let Some(code) = request.param("code") else {
-        return Routed::plain(crate::pages::inapp_page(&app.corp_id, &app.app_key));
+        return Routed::plain(crate::web::pages::inapp_page(&app.corp_id, &app.app_key));
     };
     if !valid_code(&code) {
         return Routed::page_failure(Failure::bad_request(
@@ -735,7 +735,7 @@ pub fn qr_callback(
         return Routed::page_failure(e.into());
     }
     Routed {
-        response: crate::pages::corp_choice_page(&choice_id, &options),
+        response: crate::web::pages::corp_choice_page(&choice_id, &options),
         outcome: Outcome::CorpChoice(options),
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::http::{Request, Response};
-use crate::router::{Outcome, Routed};
+use crate::web::http::{Request, Response};
+use crate::web::router::{Outcome, Routed};
 use crate::settings::{raw_from_pairs, Issue, Settings};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -46,7 +46,7 @@ fn bearer(request: &Request) -> Option<&str> {
 /// R7 while the settings are invalid: `config/validate` and `setup` still answer (with the issues)
 /// to a caller holding a well-formed platform token; everything else is 503.
 pub fn handle_unconfigured(request: &Request, issues: &[Issue]) -> Routed {
-    let failure = crate::pages::config_failure(issues);
+    let failure = crate::web::pages::config_failure(issues);
     let authenticated =
         bearer(request).is_some_and(|_| !issues.iter().any(|i| i.field == "platform_token"));
     if !authenticated {
@@ -193,7 +193,7 @@ pub fn handle(env: &mut dyn Env, settings: &Settings, request: &Request) -> Rout
             };
             match (parse("after", 0), parse("limit", 100)) {
                 (Ok(after), Ok(limit)) => {
-                    respond(crate::changelog::read(env, after, limit.min(1000) as u32))
+                    respond(crate::directory::changelog::read(env, after, limit.min(1000) as u32))
                 }
                 (Err(f), _) | (_, Err(f)) => Routed::json_failure(f),
             }

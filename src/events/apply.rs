@@ -29,18 +29,18 @@
 //! imports) are not fetched here but logged, and the next full-sync pass reports those members
 //! and departments (every pass reports every member and department).
 
-use crate::changelog;
+use crate::directory::changelog;
 use crate::corps;
-use crate::crypto::CallbackCrypto;
+use crate::events::crypto::CallbackCrypto;
 use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
 use crate::directory;
 use crate::env::Env;
-use crate::events::{parse_event, ContactEvent};
+use crate::events::parse::{parse_event, ContactEvent};
 use crate::failure::Failure;
-use crate::http::{Request, Response};
+use crate::web::http::{Request, Response};
 use crate::kv;
 use crate::model::DirectoryChange;
-use crate::router::{Outcome, Routed};
+use crate::web::router::{Outcome, Routed};
 use crate::settings::{CorpApp, Settings};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
@@ -209,7 +209,7 @@ fn handle_inner(
         .collect();
     let crypto = crypto_for(owner_keys)?;
     let decrypted = crypto.decrypt_parts(encrypt).map_err(|e| {
-        if e == crate::crypto::CryptoError::OwnerKeyMismatch {
+        if e == crate::events::crypto::CryptoError::OwnerKeyMismatch {
             Failure::new(
                 403,
                 "owner_key_mismatch",

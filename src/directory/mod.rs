@@ -5,6 +5,8 @@
 //! Every field may be missing or wrongly typed: numbers may arrive as strings and the other way
 //! round, booleans as `"true"`/`1`. Nothing here panics; a record without its id is `None`.
 
+pub mod changelog;
+
 use crate::model::{Department, Member};
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::http::{Request, Response};
+use crate::web::http::{Request, Response};
 use crate::model::{Identity, SequencedChange};
 use crate::settings::{RawSettings, Settings};
 
@@ -61,7 +61,7 @@ impl Routed {
     /// A failure shown as a page.
     pub fn page_failure(failure: Failure) -> Self {
         Routed {
-            response: crate::pages::failure_page(&failure),
+            response: crate::web::pages::failure_page(&failure),
             outcome: Outcome::Failed(failure),
         }
     }
@@ -166,11 +166,11 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
         Ok(s) => s,
         Err(issues) => {
             return match route {
-                Route::Api => crate::api::handle_unconfigured(request, &issues),
+                Route::Api => crate::web::platform_api::handle_unconfigured(request, &issues),
                 _ => {
-                    let failure = crate::pages::config_failure(&issues);
+                    let failure = crate::web::pages::config_failure(&issues);
                     Routed {
-                        response: crate::pages::config_error_page(&issues),
+                        response: crate::web::pages::config_error_page(&issues),
                         outcome: Outcome::Failed(failure),
                     }
                 }
@@ -195,9 +195,9 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
         Route::AdminSso => crate::login::admin_sso(env, &settings, request, mode),
         Route::QrStart => crate::login::qr_start(env, &settings, request),
         Route::QrCallback => crate::login::qr_callback(env, &settings, request, mode),
-        Route::LoginComplete => Routed::plain(crate::pages::login_complete_page(&settings)),
-        Route::Events => crate::events_route::handle(env, &settings, request),
-        Route::Api => crate::api::handle(env, &settings, request),
+        Route::LoginComplete => Routed::plain(crate::web::pages::login_complete_page(&settings)),
+        Route::Events => crate::events::apply::handle(env, &settings, request),
+        Route::Api => crate::web::platform_api::handle(env, &settings, request),
     };
     if request.method == "HEAD" {
         routed.response.body.clear();
