@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::org::{Org, OrgError, OrgSpec};
+use crate::org::{Org, OrgError, OrgSpec, User};
 
 /// Permission codes the simulator knows (an app gets all of them by default).
 pub mod perms {
@@ -76,7 +76,7 @@ pub struct CorpSpec {
     pub org: Org,
 }
 
-fn derive(seed: &str, salt: &str, len: usize, alphabet: &[u8]) -> String {
+pub(crate) fn derive(seed: &str, salt: &str, len: usize, alphabet: &[u8]) -> String {
     use rand::{Rng, SeedableRng};
     let mut h: u64 = 0xcbf29ce484222325;
     for b in seed.bytes().chain(salt.bytes()) {
@@ -89,7 +89,7 @@ fn derive(seed: &str, salt: &str, len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub(crate) const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 impl CorpSpec {
@@ -160,6 +160,23 @@ pub enum FaultKind {
     Drop,
     /// "System busy": old `errcode -1`, new `500 systemBusy`.
     Busy,
+    /// HTTP 200 with `errcode 0` but no data: `v2/user/list` and `listsimple` answer
+    /// `result: {"has_more": false}` without `list`, `listsub` answers no `result` array, other
+    /// old APIs answer no `result`; a new API answers `200 {}`.
+    OkWithoutResult,
+    /// The egress-IP ban (doc §9.1): an HTML page, not JSON, with this status (403 or 200), on
+    /// both API families.
+    IpBanPage(u16),
+    /// The other IP-ban answer of doc §9.1: `{"status":1111,"wait":5,"source":"x5","punish":"deny","uuid":..}`
+    /// (HTTP 200, no `errcode`).
+    IpBanJson,
+    /// A temporary-ban / throttling errcode of the global table (90001, 90002, 90003–90008,
+    /// 90017, 90018) with its message; on a new-API path 403 with the matching code
+    /// (`QpsLimitForApi` for 90002, `QpsLimitForAppkeyAndApi` for 90018, else the number).
+    TempBan(i64),
+    /// New API `Forbidden.AccessDenied.QpmLimitForAppkeyAndApi` with this status (403 or 429);
+    /// on an old-API path `errcode 90018` (the old API has no QPM code).
+    QpmLimit(u16),
 }
 
 /// A fault to inject on calls selected by `api`: the exact path or route pattern, a prefix ending
@@ -417,6 +434,9 @@ pub enum SimError {
     Org(OrgError),
     /// A corp with this corpId or AppKey is already loaded.
     DuplicateCorp(String),
+    /// The person is not a member of the corp whose app was asked (internal apps only log in
+    /// their own corp's members).
+    NotAMember(String),
 }
 
 impl std::fmt::Display for SimError {
@@ -425,6 +445,7 @@ impl std::fmt::Display for SimError {
             SimError::UnknownCorp(c) => write!(f, "unknown corp {c}"),
             SimError::Org(e) => write!(f, "{e}"),
             SimError::DuplicateCorp(c) => write!(f, "{c}"),
+            SimError::NotAMember(m) => write!(f, "not a member: {m}"),
         }
     }
 }
@@ -435,4 +456,42 @@ impl From<OrgError> for SimError {
     fn from(e: OrgError) -> Self {
         SimError::Org(e)
     }
+}
+
+/// A directory change the simulator applies by itself after a number of calls (see
+/// [`crate::Sim::schedule_change`]), to reproduce changes in the middle of a paged walk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrgChange {
+    /// The member leaves the org (`user_leave_org`).
+    RemoveUser(String),
+    /// The member is taken out of one department (`user_modify_org`); refused when it is their
+    /// only department.
+    RemoveFromDepartment {
+        /// userid.
+        userid: String,
+        /// The department left.
+        dept_id: i64,
+    },
+    /// The member moves from one department to another (`user_modify_org`).
+    MoveUser {
+        /// userid.
+        userid: String,
+        /// From this department.
+        from: i64,
+        /// To this one.
+        to: i64,
+    },
+    /// A new member joins (`user_add_org`).
+    AddUser(Box<User>),
+}
+
+/// The app's contact scope as `GET /auth/scopes` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactScope {
+    /// `auth_org_scopes.authed_dept` (`[1]` = the whole org).
+    pub authed_dept: Vec<i64>,
+    /// `auth_org_scopes.authed_user`: members authorised one by one.
+    pub authed_user: Vec<String>,
+    /// `auth_user_field`: the member fields the app may read.
+    pub auth_user_field: Vec<String>,
 }

@@ -22,7 +22,13 @@ pub struct EventOptions {
     pub bad_signature: bool,
     /// Client timeout.
     pub timeout: Duration,
+    /// Answer deadline: a later answer counts as a failed push, as DingTalk does (doc §8.6:
+    /// 1,500 ms). Default 1,500 ms.
+    pub deadline: Duration,
 }
+
+/// DingTalk's answer deadline for an HTTP event push (doc §8.6, KB EVT 0232).
+pub const EVENT_ANSWER_DEADLINE: Duration = Duration::from_millis(1500);
 
 impl Default for EventOptions {
     fn default() -> Self {
@@ -33,6 +39,7 @@ impl Default for EventOptions {
             owner_key: None,
             bad_signature: false,
             timeout: Duration::from_secs(10),
+            deadline: EVENT_ANSWER_DEADLINE,
         }
     }
 }
@@ -55,6 +62,11 @@ pub struct EventDelivery {
     pub error: Option<String>,
     /// Round-trip time (DingTalk wants an answer within 1.5 s).
     pub elapsed: Duration,
+    /// The answer came within the deadline ([`EventOptions::deadline`], 1,500 ms by default).
+    pub on_time: bool,
+    /// DingTalk's verdict: `success` and `on_time`. A late or wrong answer is a failed push
+    /// (DingTalk retries it and lists it in the failed pushes).
+    pub accepted: bool,
 }
 
 /// Encrypts `payload`, signs it and POSTs `{"encrypt": ...}` to `url?msg_signature=&timestamp=&nonce=`,
@@ -86,14 +98,20 @@ pub fn deliver(
     if opts.bad_signature {
         sig = format!("{:0>40}", "bad");
     }
-    let fail = |status: u16, body: String, err: String| EventDelivery {
-        status,
-        body,
-        success: false,
-        reply_plaintext: None,
-        reply_owner_key: None,
-        error: Some(err),
-        elapsed: started.elapsed(),
+    let deadline = opts.deadline;
+    let fail = |status: u16, body: String, err: String| {
+        let elapsed = started.elapsed();
+        EventDelivery {
+            status,
+            body,
+            success: false,
+            reply_plaintext: None,
+            reply_owner_key: None,
+            error: Some(err),
+            elapsed,
+            on_time: elapsed <= deadline,
+            accepted: false,
+        }
     };
     let mut target = match url::Url::parse(url) {
         Ok(u) => u,
@@ -152,14 +170,19 @@ pub fn deliver(
     match crypto.decrypt_any_owner(&renc) {
         Ok(d) => {
             let ok = d.msg == "success";
+            let elapsed = started.elapsed();
+            let on_time = elapsed <= deadline;
+            let error = (!ok).then(|| format!("answer decrypts to {:?}, not \"success\"", d.msg));
             EventDelivery {
                 status,
                 body: text,
                 success: ok,
-                error: (!ok).then(|| format!("answer decrypts to {:?}, not \"success\"", d.msg)),
+                error,
                 reply_plaintext: Some(d.msg),
                 reply_owner_key: Some(d.owner_key),
-                elapsed: started.elapsed(),
+                elapsed,
+                on_time,
+                accepted: ok && on_time,
             }
         }
         Err(e) => fail(

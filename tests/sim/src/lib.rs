@@ -24,15 +24,16 @@ mod server;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::json;
 
 pub use control::{
-    perms, CallRecord, CorpSpec, Credentials, DetailUrl, Event, EventShape, Fault, FaultId,
-    FaultKind, SimError, TodoTask, WorkMessage,
+    perms, CallRecord, ContactScope, CorpSpec, Credentials, DetailUrl, Event, EventShape, Fault,
+    FaultId, FaultKind, OrgChange, SimError, TodoTask, WorkMessage,
 };
 pub use crypto::EventCrypto;
-pub use events::{EventDelivery, EventOptions};
+pub use events::{EventDelivery, EventOptions, EVENT_ANSWER_DEADLINE};
 pub use org::{Department, Org, OrgError, OrgSpec, Role, User, ROOT_DEPT};
 
 use state::{CodeRec, State, CODE_TTL_MS};
@@ -278,6 +279,45 @@ impl Sim {
         self.mint(1, corp, unionid, None)
     }
 
+    /// A QR-login `authCode` as corp `app_corp_id`'s login page would issue it when the person
+    /// with `unionid` (their unionid under any corp's app) scans: bound to that app, single use,
+    /// 5 min, and carrying the person's unionid under `app_corp_id`. Fails with
+    /// [`SimError::NotAMember`] when the person is not a current member of `app_corp_id`
+    /// (internal apps do not log in other orgs' members).
+    pub fn mint_qr_code(&self, app_corp_id: &str, unionid: &str) -> Result<String, SimError> {
+        let (app, subject) = {
+            let st = self.st();
+            let app = Self::corp_idx(&st, app_corp_id)?;
+            let key = (0..st.corps.len()).find_map(|c| {
+                st.corps[c]
+                    .org
+                    .user_by_unionid(unionid)
+                    .and_then(|u| st.person_of(c, &u.userid))
+            });
+            let member = key.as_deref().and_then(|k| st.member_of_person(app, k));
+            match member {
+                Some(u) => (app, u.unionid.clone()),
+                None => {
+                    return Err(SimError::NotAMember(format!(
+                        "{unionid} is not a member of {app_corp_id}"
+                    )))
+                }
+            }
+        };
+        Ok(self.mint(1, Some(app), &subject, Some(app)))
+    }
+
+    /// [`Sim::mint_qr_code`] for a member named by userid in `app_corp_id`.
+    pub fn mint_qr_code_for(&self, app_corp_id: &str, userid: &str) -> Result<String, SimError> {
+        let unionid = self
+            .user(app_corp_id, userid)
+            .map(|u| u.unionid)
+            .ok_or_else(|| {
+                SimError::NotAMember(format!("{userid} is not a member of {app_corp_id}"))
+            })?;
+        self.mint_qr_code(app_corp_id, &unionid)
+    }
+
     /// An admin-console SSO `code` for a member (admin or not): single use, 5 minutes.
     pub fn mint_sso_code(&self, corp_id: &str, userid: &str) -> String {
         let corp = self.st().corp_index.get(corp_id).copied();
@@ -332,7 +372,59 @@ impl Sim {
         Ok(())
     }
 
+    /// Authorises single members (`authed_user` of `/auth/scopes`) in addition to the
+    /// department scope: `v2/user/get` answers them even outside the authorised departments.
+    pub fn set_authed_users(&self, corp_id: &str, userids: &[&str]) -> Result<(), SimError> {
+        let mut st = self.st();
+        let i = Self::corp_idx(&st, corp_id)?;
+        st.corps[i].authed_users = userids.iter().map(|s| s.to_string()).collect();
+        Ok(())
+    }
+
+    /// The contact scope as `GET /auth/scopes` answers it.
+    pub fn contact_scope(&self, corp_id: &str) -> Option<ContactScope> {
+        let st = self.st();
+        let i = Self::corp_idx(&st, corp_id).ok()?;
+        Some(apis::contact_scope(&st, i))
+    }
+
+    /// Marks a member access-restricted (数据访问受限) or not: restricted members are left out of
+    /// `v2/user/list` and `listsimple` unless the body has `contain_access_limit: true`.
+    pub fn set_access_limited(
+        &self,
+        corp_id: &str,
+        userid: &str,
+        limited: bool,
+    ) -> Result<(), SimError> {
+        let mut st = self.st();
+        let i = Self::corp_idx(&st, corp_id)?;
+        st.corps[i]
+            .org
+            .modify_user(userid, |u| u.access_limited = limited)?;
+        Ok(())
+    }
+
     // ----- error modes ------------------------------------------------------------------------
+
+    /// When `Some(status)`, every API call (not the login page) answers the egress-IP ban page:
+    /// HTML, not JSON, with that status (403 or 200). `None` lifts the ban.
+    pub fn set_ip_ban(&self, status: Option<u16>) {
+        self.st().ip_ban = status;
+    }
+
+    /// Adds a latency fault of `ms` milliseconds on each of `apis` (every call, until removed).
+    pub fn inject_latency(&self, apis: &[&str], ms: u64) -> Vec<FaultId> {
+        apis.iter()
+            .map(|a| self.inject(Fault::new(a, FaultKind::Latency(ms))))
+            .collect()
+    }
+
+    /// How long a to-do create with a `sourceId` stays in flight (default zero). While one is in
+    /// flight, another create for the same user and `sourceId` answers
+    /// `400 todo.taskCreate.lockError`; the first one completes after `hold`.
+    pub fn set_todo_create_in_flight(&self, hold: Duration) {
+        self.st().todo_in_flight_ms = hold.as_millis() as u64;
+    }
 
     /// When on, every API call of every app answers 60020 / `403 IpNotInWhiteList`.
     pub fn set_ip_whitelist_error(&self, on: bool) {
@@ -507,7 +599,127 @@ impl Sim {
         self.st().messages.clone()
     }
 
+    /// Event pushes made by [`Sim::send_event`] / [`Sim::send_event_with`], in order.
+    pub fn event_pushes(&self) -> Vec<EventDelivery> {
+        self.st().pushes.clone()
+    }
+
+    /// The pushes DingTalk would count as failed: a wrong answer or one later than the deadline.
+    pub fn failed_pushes(&self) -> Vec<EventDelivery> {
+        self.st()
+            .pushes
+            .iter()
+            .filter(|p| !p.accepted)
+            .cloned()
+            .collect()
+    }
+
     // ----- directory mutations ----------------------------------------------------------------
+
+    /// After `after` more calls to `api` (path or route pattern, e.g. `/topapi/v2/user/list`) by
+    /// the corp's app, applies `change` (right after answering the `after`-th call; 0 = before
+    /// the next call is answered). The resulting events are in [`Sim::scheduled_events`]; a
+    /// change the directory refuses is dropped.
+    pub fn schedule_change(
+        &self,
+        corp_id: &str,
+        api: &str,
+        after: usize,
+        change: OrgChange,
+    ) -> Result<(), SimError> {
+        let mut st = self.st();
+        let i = Self::corp_idx(&st, corp_id)?;
+        if after == 0 {
+            if let Ok(e) = apply_change(&mut st, i, &change) {
+                st.scheduled_events.push(e);
+            }
+            return Ok(());
+        }
+        st.scheduled.push(state::Scheduled {
+            corp: i,
+            api: api.to_string(),
+            remaining: after,
+            change,
+        });
+        Ok(())
+    }
+
+    /// Scheduled changes not applied yet.
+    pub fn pending_changes(&self) -> usize {
+        self.st().scheduled.len()
+    }
+
+    /// Events of the scheduled changes applied so far, in order.
+    pub fn scheduled_events(&self) -> Vec<Event> {
+        self.st().scheduled_events.clone()
+    }
+
+    /// The person behind member `userid` of `from_corp` joins `corp_id` as `new_userid` in
+    /// `dept_ids` → `user_add_org`. The new record carries the person's account data (nick,
+    /// account mobile and e-mail) and the person's unionid under `corp_id`'s app, which differs
+    /// from their unionid in `from_corp` (a unionid is per developer account).
+    pub fn add_existing_person(
+        &self,
+        corp_id: &str,
+        from_corp: &str,
+        userid: &str,
+        new_userid: &str,
+        dept_ids: &[i64],
+    ) -> Result<Event, SimError> {
+        let mut st = self.st();
+        let to = Self::corp_idx(&st, corp_id)?;
+        let from = Self::corp_idx(&st, from_corp)?;
+        let src = st.corps[from]
+            .org
+            .user(userid)
+            .cloned()
+            .ok_or_else(|| SimError::Org(OrgError::NoSuchUser(userid.to_string())))?;
+        let key = st.person_of(from, userid).unwrap_or(src.unionid.clone());
+        if st.member_of_person(to, &key).is_some() {
+            return Err(SimError::Org(OrgError::Duplicate(format!(
+                "{userid} is already a member of {corp_id}"
+            ))));
+        }
+        let unionid = if to == from {
+            src.unionid.clone()
+        } else {
+            format!("{}iE", control::derive(&key, corp_id, 24, control::ALNUM))
+        };
+        let mut u = User::new(new_userid, &unionid, &src.name, dept_ids);
+        u.nick = src.nick.clone();
+        u.avatar = src.avatar.clone();
+        u.account_mobile = src.account_mobile.clone();
+        u.account_email = src.account_email.clone();
+        u.state_code = src.state_code.clone();
+        st.corps[to].org.add_user(u)?;
+        st.corps[to].org.recompute_managers();
+        st.person_key.insert((to, new_userid.to_string()), key);
+        Ok(Self::event(
+            &st,
+            to,
+            "user_add_org",
+            vec![new_userid.to_string()],
+            vec![],
+        ))
+    }
+
+    /// Every current member record of the person behind `userid` of `corp_id`, as
+    /// (corpId, record), in corp load order.
+    pub fn person_records(&self, corp_id: &str, userid: &str) -> Vec<(String, User)> {
+        let st = self.st();
+        let Ok(i) = Self::corp_idx(&st, corp_id) else {
+            return Vec::new();
+        };
+        let Some(key) = st.person_of(i, userid) else {
+            return Vec::new();
+        };
+        (0..st.corps.len())
+            .filter_map(|c| {
+                st.member_of_person(c, &key)
+                    .map(|u| (st.corps[c].creds.corp_id.clone(), u.clone()))
+            })
+            .collect()
+    }
 
     fn event(st: &State, corp: usize, kind: &str, users: Vec<String>, depts: Vec<i64>) -> Event {
         Event {
@@ -721,7 +933,7 @@ impl Sim {
         payload: &str,
         opts: &EventOptions,
     ) -> EventDelivery {
-        match self.event_crypto(corp_id) {
+        let d = match self.event_crypto(corp_id) {
             Some(c) => events::deliver(url, &c, payload, opts),
             None => EventDelivery {
                 status: 0,
@@ -731,9 +943,61 @@ impl Sim {
                 reply_owner_key: None,
                 error: Some(format!("unknown corp {corp_id} or bad aes key")),
                 elapsed: std::time::Duration::ZERO,
+                on_time: false,
+                accepted: false,
             },
-        }
+        };
+        self.st().pushes.push(d.clone());
+        d
     }
+}
+
+/// Applies a scheduled directory change (with the state locked) and makes its event.
+pub(crate) fn apply_change(
+    st: &mut State,
+    corp: usize,
+    change: &OrgChange,
+) -> Result<Event, SimError> {
+    let org = &mut st.corps[corp].org;
+    let (kind, userid, before) = match change {
+        OrgChange::RemoveUser(u) => {
+            org.remove_user(u)?;
+            ("user_leave_org", u.clone(), None)
+        }
+        OrgChange::RemoveFromDepartment { userid, dept_id } => {
+            let before = org
+                .user(userid)
+                .cloned()
+                .ok_or_else(|| OrgError::NoSuchUser(userid.clone()))?;
+            if !before.dept_ids.contains(dept_id) {
+                return Err(OrgError::NoSuchDepartment(*dept_id).into());
+            }
+            let rest: Vec<i64> = before
+                .dept_ids
+                .iter()
+                .copied()
+                .filter(|d| d != dept_id)
+                .collect();
+            org.set_departments(userid, &rest)?;
+            ("user_modify_org", userid.clone(), Some(before))
+        }
+        OrgChange::MoveUser { userid, from, to } => {
+            let before = org.user(userid).cloned();
+            org.move_user(userid, *from, *to)?;
+            ("user_modify_org", userid.clone(), before)
+        }
+        OrgChange::AddUser(u) => {
+            org.add_user((**u).clone())?;
+            ("user_add_org", u.userid.clone(), None)
+        }
+    };
+    org.recompute_managers();
+    let after = org.user(&userid).cloned();
+    let mut e = Sim::event(st, corp, kind, vec![userid], vec![]);
+    if let (Some(b), Some(a)) = (before, after) {
+        e.diff = Some(diff(&b, &a));
+    }
+    Ok(e)
 }
 
 fn diff(before: &User, after: &User) -> serde_json::Value {

@@ -89,6 +89,9 @@ pub struct User {
     pub account_mobile: String,
     /// Personal account e-mail (`/v1.0/contact/users/me` `email`): NOT the org record.
     pub account_email: Option<String>,
+    /// 数据访问受限: left out of `v2/user/list` / `listsimple` unless the body has
+    /// `contain_access_limit: true` (`v2/user/get` still returns the member).
+    pub access_limited: bool,
 }
 
 impl User {
@@ -120,6 +123,7 @@ impl User {
             nick: name.to_string(),
             account_mobile: format!("1990000{:04}", fnv(userid) % 10_000),
             account_email: None,
+            access_limited: false,
         }
     }
 
@@ -159,6 +163,12 @@ impl User {
         if !self.leader_in.contains(&dept_id) {
             self.leader_in.push(dept_id);
         }
+        self
+    }
+
+    /// Marks the member as access-restricted (数据访问受限).
+    pub fn with_access_limited(mut self, limited: bool) -> User {
+        self.access_limited = limited;
         self
     }
 
@@ -240,6 +250,11 @@ pub struct OrgSpec {
     pub leader_ratio: f64,
     /// Domain of org e-mails.
     pub email_domain: String,
+    /// Share of members who are access-restricted (数据访问受限); default 0. Member 1 never is.
+    pub access_limited_ratio: f64,
+    /// Whether the boss (member 1) is also the main admin (default `true`: `sys_level` 1). When
+    /// `false` the boss is not an admin (`sys_level` 100) and member 2 is the main admin.
+    pub boss_is_main_admin: bool,
 }
 
 impl Default for OrgSpec {
@@ -256,6 +271,8 @@ impl Default for OrgSpec {
             sub_admins: 2,
             leader_ratio: 0.9,
             email_domain: "corp.example.com".to_string(),
+            access_limited_ratio: 0.0,
+            boss_is_main_admin: true,
         }
     }
 }
@@ -342,11 +359,20 @@ fn fnv(s: &str) -> u64 {
     h
 }
 
-fn union_id(rng: &mut StdRng) -> String {
+/// A unionid from the generator's RNG, salted with the org (so two corps generated from the same
+/// seed do not share unionids: a unionid is per developer account, and each corp's internal app
+/// belongs to its own account).
+fn union_id(rng: &mut StdRng, salt: u64) -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    // Same draws from `rng` as before the salt existed, so the rest of the org is unchanged.
+    let mut raw = String::with_capacity(23);
+    for _ in 0..23 {
+        raw.push(CHARS[rng.gen_range(0..CHARS.len())] as char);
+    }
+    let mut salted = StdRng::seed_from_u64(fnv(&raw) ^ salt);
     let mut s = String::with_capacity(27);
     for _ in 0..23 {
-        s.push(CHARS[rng.gen_range(0..CHARS.len())] as char);
+        s.push(CHARS[salted.gen_range(0..CHARS.len())] as char);
     }
     s.push_str("iEiE");
     s
@@ -402,11 +428,14 @@ impl Org {
             all.push(id);
         }
         let domain = &spec.email_domain;
+        let salt = fnv(root_name);
+        // A separate stream, so the other generated values do not depend on the new options.
+        let mut extra_rng = StdRng::seed_from_u64(spec.seed ^ 0xACCE55);
         for i in 0..spec.users {
             let userid = format!("user{:05}", i + 1);
-            let mut unionid = union_id(&mut rng);
+            let mut unionid = union_id(&mut rng, salt);
             while org.by_union.contains_key(&unionid) {
-                unionid = union_id(&mut rng);
+                unionid = union_id(&mut rng, salt);
             }
             let name = format!(
                 "{}{}",
@@ -449,13 +478,17 @@ impl Org {
             u.job_number = format!("{:05}", i + 1);
             u.hired_date = Some(1_500_000_000_000 + rng.gen_range(0..250_000_000_000i64));
             u.active = i == 0 || !rng.gen_bool(prob(spec.inactive_ratio));
+            let first_sub = if spec.boss_is_main_admin { 1 } else { 2 };
             if i == 0 {
                 u.boss = true;
-                u.admin_level = 1;
+                u.admin_level = if spec.boss_is_main_admin { 1 } else { 0 };
                 u.title = "总经理".to_string();
-            } else if i <= spec.sub_admins {
+            } else if i == 1 && !spec.boss_is_main_admin {
+                u.admin_level = 1;
+            } else if i >= first_sub && i < first_sub + spec.sub_admins {
                 u.admin_level = 2;
             }
+            u.access_limited = i > 0 && extra_rng.gen_bool(prob(spec.access_limited_ratio));
             // Cannot fail: ids are fresh and departments exist.
             let _ = org.add_user(u);
         }

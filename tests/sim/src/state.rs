@@ -1,11 +1,14 @@
 //! The simulator's mutable state, behind one mutex.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::control::{CallRecord, CorpSpec, Credentials, EventShape, Fault, TodoTask, WorkMessage};
+use crate::control::{
+    CallRecord, CorpSpec, Credentials, Event, EventShape, Fault, OrgChange, TodoTask, WorkMessage,
+};
+use crate::events::EventDelivery;
 use crate::org::Org;
 
 /// Lifetime of one-time login codes (doc §2.2: 5 minutes).
@@ -19,7 +22,17 @@ pub(crate) struct CorpState {
     pub perms: BTreeSet<String>,
     /// 通讯录权限范围: `None` = whole org.
     pub scope: Option<Vec<i64>>,
+    /// Members authorised one by one (`authed_user` of `/auth/scopes`).
+    pub authed_users: Vec<String>,
     pub ip_blocked: bool,
+}
+
+/// A directory change waiting for `remaining` more calls to `api` by the corp's app.
+pub(crate) struct Scheduled {
+    pub corp: usize,
+    pub api: String,
+    pub remaining: usize,
+    pub change: OrgChange,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +110,18 @@ pub(crate) struct State {
     pub next_task_id: i64,
     pub event_shape: EventShape,
     pub account_email_override: HashMap<String, Option<String>>,
+    /// (corp, userid) → person key, for members added as an existing person of another corp.
+    /// Without an entry the person key is the member's unionid.
+    pub person_key: HashMap<(usize, String), String>,
+    pub scheduled: Vec<Scheduled>,
+    pub scheduled_events: Vec<Event>,
+    pub pushes: Vec<EventDelivery>,
+    /// How long a to-do create with a `sourceId` stays in flight (0 = no window).
+    pub todo_in_flight_ms: u64,
+    /// (corp, owner unionId, sourceId) of creates in flight.
+    pub todo_locks: HashSet<(usize, String, String)>,
+    /// Egress-IP ban: every API call answers the HTML ban page with this status.
+    pub ip_ban: Option<u16>,
 }
 
 impl State {
@@ -134,6 +159,13 @@ impl State {
             next_task_id: 256_271_667_526,
             event_shape: EventShape::Classic,
             account_email_override: HashMap::new(),
+            person_key: HashMap::new(),
+            scheduled: Vec::new(),
+            scheduled_events: Vec::new(),
+            pushes: Vec::new(),
+            todo_in_flight_ms: 0,
+            todo_locks: HashSet::new(),
+            ip_ban: None,
         }
     }
 
@@ -155,6 +187,7 @@ impl State {
                 .map(|s| s.to_string())
                 .collect(),
             scope: None,
+            authed_users: Vec::new(),
             ip_blocked: false,
         });
         Ok(idx)
@@ -338,6 +371,25 @@ impl State {
             Some(v) => v.clone(),
             None => record.map(|s| s.to_string()),
         }
+    }
+
+    /// The person key of a member (current or departed) of corp `corp`.
+    pub fn person_of(&self, corp: usize, userid: &str) -> Option<String> {
+        if let Some(k) = self.person_key.get(&(corp, userid.to_string())) {
+            return Some(k.clone());
+        }
+        let org = &self.corps[corp].org;
+        org.user(userid)
+            .or_else(|| org.departed_user(userid))
+            .map(|u| u.unionid.clone())
+    }
+
+    /// The current member record of person `key` in corp `corp`.
+    pub fn member_of_person(&self, corp: usize, key: &str) -> Option<&crate::org::User> {
+        self.corps[corp]
+            .org
+            .users()
+            .find(|u| self.person_of(corp, &u.userid).as_deref() == Some(key))
     }
 
     /// The corps where `unionid` is a current member.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 
 use super::{body_object, get_i64, get_str, ApiError, ApiResult, Ctx};
-use crate::control::perms;
+use crate::control::{perms, ContactScope};
 use crate::org::{Org, User, ROOT_DEPT};
 use crate::state::State;
 
@@ -15,6 +15,46 @@ fn dept_not_found() -> ApiError {
 
 fn out_of_scope() -> ApiError {
     ApiError::Old(50004, "企业部门不在授权范围".into())
+}
+
+/// The app's contact scope as `GET /auth/scopes` reports it.
+pub(crate) fn contact_scope(st: &State, corp: usize) -> ContactScope {
+    let c = &st.corps[corp];
+    let mut fields: Vec<String> = [
+        "userid",
+        "unionid",
+        "name",
+        "avatar",
+        "title",
+        "job_number",
+        "dept_id_list",
+        "hired_date",
+        "active",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if c.perms.contains(perms::FIELD_MOBILE) {
+        fields.extend(["mobile".to_string(), "state_code".to_string()]);
+    }
+    if c.perms.contains(perms::FIELD_EMAIL) {
+        fields.extend(["email".to_string(), "org_email".to_string()]);
+    }
+    ContactScope {
+        authed_dept: c.scope.clone().unwrap_or_else(|| vec![ROOT_DEPT]),
+        authed_user: c.authed_users.clone(),
+        auth_user_field: fields,
+    }
+}
+
+/// `GET /auth/scopes?access_token=`.
+pub(super) fn auth_scopes(st: &mut State, ctx: &Ctx) -> ApiResult {
+    let corp = ctx.corp()?;
+    let s = contact_scope(st, corp);
+    Ok(json!({
+        "auth_user_field": s.auth_user_field,
+        "auth_org_scopes": {"authed_dept": s.authed_dept, "authed_user": s.authed_user},
+    }))
 }
 
 fn check_dept(st: &State, corp: usize, dept_id: i64) -> Result<(), ApiError> {
@@ -174,6 +214,7 @@ struct Page {
     cursor: i64,
     size: i64,
     order: String,
+    contain_access_limit: bool,
 }
 
 fn page_params(
@@ -214,16 +255,28 @@ fn page_params(
         return Err(ApiError::BadParam("order_field".into()));
     }
     check_language(body)?;
+    let contain_access_limit = super::get_bool(body, "contain_access_limit")?.unwrap_or(false);
     Ok(Page {
         dept_id,
         cursor,
         size,
         order,
+        contain_access_limit,
     })
 }
 
-/// The member ids of one page: (ids, has_more, next_cursor).
+/// The member ids of one page: (ids, has_more, next_cursor). The cursor is an offset into the
+/// department's member list as it is now; access-restricted members are dropped from the page
+/// after slicing unless asked for, so a page can be short (even empty) with `has_more`.
 fn page_ids(org: &Org, p: &Page) -> (Vec<String>, bool, i64) {
+    let (mut ids, more, next) = page_ids_all(org, p);
+    if !p.contain_access_limit {
+        ids.retain(|u| org.user(u).is_some_and(|u| !u.access_limited));
+    }
+    (ids, more, next)
+}
+
+fn page_ids_all(org: &Org, p: &Page) -> (Vec<String>, bool, i64) {
     let all = org.members(p.dept_id);
     let start = (p.cursor as usize).min(all.len());
     let end = (start + p.size as usize).min(all.len());
@@ -312,7 +365,8 @@ pub(super) fn user_get(st: &mut State, ctx: &Ctx) -> ApiResult {
         .org
         .user(&userid)
         .ok_or_else(|| ApiError::Old(60121, "找不到该用户".into()))?;
-    if let Some(scope) = &c.scope {
+    let authed = c.authed_users.contains(&u.userid);
+    if let (Some(scope), false) = (&c.scope, authed) {
         let visible = u
             .dept_ids
             .iter()

@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::control::{perms, CallRecord, FaultKind};
+
 use crate::state::{State, TokenKind, TokenRec};
+pub(crate) use contacts::contact_scope;
 
 /// A parsed HTTP request.
 pub(crate) struct Req {
@@ -156,6 +158,15 @@ static ROUTES: &[Route] = &[
         false,
         token::access_token
     ),
+    route!(
+        "POST",
+        "/v1.0/oauth2/{corpId}/token",
+        New,
+        None,
+        None,
+        false,
+        token::corp_token
+    ),
     // In-app login.
     route!(
         "POST",
@@ -232,6 +243,15 @@ static ROUTES: &[Route] = &[
         login::sso_getuserinfo_old
     ),
     // Contacts.
+    route!(
+        "GET",
+        "/auth/scopes",
+        Old,
+        App,
+        None,
+        false,
+        contacts::auth_scopes
+    ),
     route!(
         "POST",
         "/topapi/v2/department/listsub",
@@ -408,6 +428,7 @@ fn param_name(p: &str) -> &'static str {
         "{unionId}" => "unionId",
         "{taskId}" => "taskId",
         "{sourceId}" => "sourceId",
+        "{corpId}" => "corpId",
         _ => "param",
     }
 }
@@ -432,9 +453,33 @@ fn sub_msg(code: &str) -> &'static str {
         "90018" => "当前应用调用该接口的QPS超过限制",
         "90002" => "服务器调用该接口的并发量超过限制",
         "40078" => "不存在的临时授权码",
+        "90001" | "90003" | "90004" | "90005" | "90006" | "90007" | "90008" | "90017" => {
+            temp_ban_msg(code.parse().unwrap_or(0))
+        }
         _ => "鉴权异常",
     }
 }
+
+/// Messages of the temporary-ban codes (the doc names the codes only; wording is the sim's).
+fn temp_ban_msg(code: i64) -> &'static str {
+    match code {
+        90001 => "您的服务器调用钉钉开放平台所有接口的请求都被暂时禁用了",
+        90002 => "服务器调用该接口的并发量超过限制，请稍后重试",
+        90003 => "您的企业调用钉钉开放平台所有接口的请求都被暂时禁用了",
+        90004 => "您当前使用的应用被暂时禁用了",
+        90005 => "您的企业调用当前接口次数过多，请求被暂时禁用了",
+        90006 => "您当前使用的应用调用当前接口次数过多，请求被暂时禁用了",
+        90007 => "您现在使用的access_token被暂时禁用了",
+        90008 => "您现在使用的access_token调用当前接口次数过多，请求被暂时禁用了",
+        90017 => "此IP调用钉钉开放平台接口的请求数过多，请求被暂时禁用了",
+        90018 => "当前应用调用该接口的QPS超过限制，请稍后重试",
+        _ => "请求被暂时禁用了",
+    }
+}
+
+/// The egress-IP ban page (doc §9.1: HTML, not JSON); the wording is the sim's.
+pub(crate) const IP_BAN_HTML: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>访问被拒绝</title></head>\
+<body><h1>访问被拒绝</h1><p>您的IP访问过于频繁，已被暂时禁止访问，请5分钟后再试。</p></body></html>\n";
 
 const PERM_DOC: &str = "没有调用该接口的权限，接口权限申请参考：https://open.dingtalk.com/document/orgapp/add-api-permission";
 
@@ -604,9 +649,53 @@ pub(crate) fn render_error(
 fn render_fault(
     st: &mut State,
     family: Family,
+    route: &str,
     kind: &FaultKind,
 ) -> (Reply, Option<i64>, Option<String>, u16) {
     match kind {
+        FaultKind::OkWithoutResult => match family {
+            Family::New => (Reply::Json(200, json!({})), None, None, 200),
+            _ => {
+                let rid = st.request_id_old();
+                let mut body = json!({"errcode": 0, "errmsg": "ok", "request_id": rid});
+                if route == "/topapi/v2/user/list" || route == "/topapi/user/listsimple" {
+                    body["result"] = json!({"has_more": false});
+                }
+                (Reply::Json(200, body), Some(0), None, 200)
+            }
+        },
+        FaultKind::IpBanPage(s) => (Reply::Html(*s, IP_BAN_HTML.to_string()), None, None, *s),
+        FaultKind::IpBanJson => {
+            let uuid = st.request_id_new().to_ascii_lowercase();
+            let body =
+                json!({"status": 1111, "wait": 5, "source": "x5", "punish": "deny", "uuid": uuid});
+            (Reply::Json(200, body), None, None, 200)
+        }
+        FaultKind::TempBan(code) => {
+            let msg = temp_ban_msg(*code).to_string();
+            let err = match code {
+                90002 => ApiError::GlobalQps,
+                90018 => ApiError::Qps,
+                _ if family == Family::New => {
+                    ApiError::New(403, format!("Forbidden.AccessDenied.{code}"), msg)
+                }
+                _ => ApiError::Old(*code, msg),
+            };
+            let (s, b, e, c) = render_error(st, family, &err);
+            (Reply::Json(s, b), e, c, s)
+        }
+        FaultKind::QpmLimit(status) => {
+            let err = match family {
+                Family::New => ApiError::New(
+                    *status,
+                    "Forbidden.AccessDenied.QpmLimitForAppkeyAndApi".into(),
+                    "当前应用调用该接口的QPM超过限制，请稍后重试".into(),
+                ),
+                _ => ApiError::Qps,
+            };
+            let (s, b, e, c) = render_error(st, family, &err);
+            (Reply::Json(s, b), e, c, s)
+        }
         FaultKind::Errcode(c, m) => {
             let (s, b, e, c) = render_error(st, family, &ApiError::Old(*c, m.clone()));
             (Reply::Json(s, b), e, c, s)
@@ -707,7 +796,7 @@ fn hint_corp(st: &State, req: &Req) -> Option<usize> {
         }
     }
     if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&req.body) {
-        for k in ["appKey", "clientId"] {
+        for k in ["appKey", "clientId", "client_id"] {
             if let Some(i) = m
                 .get(k)
                 .and_then(|v| v.as_str())
@@ -745,7 +834,10 @@ pub(crate) fn handle(shared: &Mutex<State>, req: &Req) -> Reply {
     let (latency, fault, arrival) = {
         let mut st = lock(shared);
         let now = st.now_ms();
-        let (l, f) = pick_faults(&mut st, &req.path, &route_name);
+        let (l, mut f) = pick_faults(&mut st, &req.path, &route_name);
+        if let (Some(s), false) = (st.ip_ban, family == Family::Page) {
+            f = Some(FaultKind::IpBanPage(s));
+        }
         (l, f, now)
     };
     if latency > 0 {
@@ -754,13 +846,14 @@ pub(crate) fn handle(shared: &Mutex<State>, req: &Req) -> Reply {
     let mut st = lock(shared);
     let hint = hint_corp(&st, req);
     if let Some(kind) = fault {
-        let (reply, errcode, code, status) = render_fault(&mut st, family, &kind);
+        let (reply, errcode, code, status) = render_fault(&mut st, family, &route_name, &kind);
         let app_key = hint.map(|i| st.corps[i].creds.app_key.clone());
         let corp_id = hint.map(|i| st.corps[i].creds.corp_id.clone());
+        let caller = hint.or_else(|| token_corp(&st, req));
         st.calls.push(CallRecord {
             method: req.method.clone(),
             api: req.path.clone(),
-            route: route_name,
+            route: route_name.clone(),
             app_key,
             corp_id,
             status,
@@ -768,9 +861,52 @@ pub(crate) fn handle(shared: &Mutex<State>, req: &Req) -> Reply {
             code,
             at_ms: arrival,
         });
+        run_scheduled(&mut st, caller, &req.path, &route_name);
         return reply;
     }
 
+    // A to-do create with a sourceId while another one for the same user and sourceId is in
+    // flight: lockError; otherwise this one holds the lock for the in-flight time.
+    let mut held: Option<(usize, String, String)> = None;
+    if let Some((r, params)) = &found {
+        if r.method == "POST"
+            && r.pattern == "/v1.0/todo/users/{unionId}/tasks"
+            && st.todo_in_flight_ms > 0
+        {
+            if let Some(key) = todo_lock_key(&st, req, params) {
+                if st.todo_locks.contains(&key) {
+                    let err = ApiError::New(
+                        400,
+                        "todo.taskCreate.lockError".into(),
+                        "创建待办根据sourceId加锁失败".into(),
+                    );
+                    let (s, b, e, c) = render_error(&mut st, Family::New, &err);
+                    let corp = Some(key.0);
+                    let app_key = corp.map(|i| st.corps[i].creds.app_key.clone());
+                    let corp_id = corp.map(|i| st.corps[i].creds.corp_id.clone());
+                    st.calls.push(CallRecord {
+                        method: req.method.clone(),
+                        api: req.path.clone(),
+                        route: route_name.clone(),
+                        app_key,
+                        corp_id,
+                        status: s,
+                        errcode: e,
+                        code: c,
+                        at_ms: arrival,
+                    });
+                    run_scheduled(&mut st, corp, &req.path, &route_name);
+                    return Reply::Json(s, b);
+                }
+                let hold = st.todo_in_flight_ms;
+                st.todo_locks.insert(key.clone());
+                held = Some(key);
+                drop(st);
+                std::thread::sleep(Duration::from_millis(hold));
+                st = lock(shared);
+            }
+        }
+    }
     let (reply, corp, errcode, code, status) = if let Some((r, params)) = found {
         run_api(&mut st, req, r, params, hint)
     } else if let Some(p) = page_route {
@@ -810,7 +946,7 @@ pub(crate) fn handle(shared: &Mutex<State>, req: &Req) -> Reply {
     st.calls.push(CallRecord {
         method: req.method.clone(),
         api: req.path.clone(),
-        route: route_name,
+        route: route_name.clone(),
         app_key,
         corp_id,
         status,
@@ -818,7 +954,67 @@ pub(crate) fn handle(shared: &Mutex<State>, req: &Req) -> Reply {
         code,
         at_ms: arrival,
     });
+    if let Some(key) = held {
+        st.todo_locks.remove(&key);
+    }
+    run_scheduled(&mut st, corp, &req.path, &route_name);
     reply
+}
+
+/// The corp of the token a request carries (query `access_token` or the new-API header).
+fn token_corp(st: &State, req: &Req) -> Option<usize> {
+    let t = req
+        .q("access_token")
+        .or_else(|| req.header("x-acs-dingtalk-access-token"))?;
+    st.tokens.get(t).map(|r| r.corp)
+}
+
+/// (corp, owner unionId, sourceId) of a to-do create with a valid app token and a sourceId.
+fn todo_lock_key(
+    st: &State,
+    req: &Req,
+    params: &[(&'static str, String)],
+) -> Option<(usize, String, String)> {
+    let t = req.header("x-acs-dingtalk-access-token")?;
+    let rec = st.tokens.get(t)?;
+    if rec.kind != TokenKind::App || rec.expires_at <= st.now_ms() {
+        return None;
+    }
+    let owner = params.iter().find(|(k, _)| *k == "unionId")?.1.clone();
+    let body: Value = serde_json::from_slice(&req.body).ok()?;
+    let sid = match body.get("sourceId")? {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    Some((rec.corp, owner, sid))
+}
+
+/// Counts this call toward the scheduled directory changes of the caller's corp and applies
+/// those that are due.
+fn run_scheduled(st: &mut State, corp: Option<usize>, path: &str, route: &str) {
+    let Some(corp) = corp else { return };
+    if st.scheduled.is_empty() {
+        return;
+    }
+    let mut due = Vec::new();
+    let mut i = 0;
+    while i < st.scheduled.len() {
+        let s = &mut st.scheduled[i];
+        if s.corp == corp && (s.api == path || s.api == route) {
+            s.remaining = s.remaining.saturating_sub(1);
+            if s.remaining == 0 {
+                due.push(st.scheduled.remove(i).change);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    for change in due {
+        if let Ok(e) = crate::apply_change(st, corp, &change) {
+            st.scheduled_events.push(e);
+        }
+    }
 }
 
 pub(crate) fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {

@@ -44,6 +44,21 @@ fn error_page(msg: &str) -> Reply {
     )
 }
 
+/// What the page shows when the person who scanned is not a member of the app's corp: internal
+/// apps do not log in other orgs' members (doc §11b). No code is issued.
+fn refusal_page(corp_name: &str) -> Reply {
+    Reply::Html(
+        403,
+        page(
+            "钉钉登录 - 无法登录",
+            &format!(
+                "<h1>无法登录</h1><p class=\"err\" id=\"error\" data-error=\"not_org_member\">只有组织内的用户可以登录此应用（{}）。企业内部应用不支持跨组织授权登录。</p>",
+                text(corp_name)
+            ),
+        ),
+    )
+}
+
 struct AuthParams {
     client: usize,
     redirect: Url,
@@ -122,7 +137,7 @@ fn auth_page(st: &mut State, req: &Req) -> (Reply, Option<usize>) {
         let own = if ci == p.client {
             ""
         } else {
-            "（其他组织）"
+            "（其他组织：不能登录此应用）"
         };
         body.push_str(&format!(
             "<h2 data-corp=\"{}\">{}{}</h2>\n",
@@ -181,11 +196,16 @@ fn confirm(st: &mut State, req: &Req) -> (Reply, Option<usize>) {
     let unionid = req.q("unionid").unwrap_or("");
     let corp = match req.q("corp_id") {
         Some(c) => st.corp_index.get(c).copied(),
-        None => st.corps_of_unionid(unionid).first().copied(),
+        None => Some(p.client),
     };
     let member = corp.is_some_and(|c| st.corps[c].org.user_by_unionid(unionid).is_some());
-    if !member {
+    if !member && st.corps_of_unionid(unionid).is_empty() {
         return (error_page("成员不存在"), Some(p.client));
+    }
+    // Only members of the app's own corp get a code.
+    if corp != Some(p.client) || !member {
+        let name = st.corps[p.client].creds.corp_name.clone();
+        return (refusal_page(&name), Some(p.client));
     }
     let code = st.new_code();
     let expires_at = st.now_ms() + CODE_TTL_MS;
