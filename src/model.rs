@@ -179,3 +179,12 @@ pub struct SequencedChange {
     /// The change.
     pub change: DirectoryChange,
 }
+
+/// An organisation a person may pick when they can enter several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpOption {
+    /// The organisation's CorpId.
+    pub corp_id: String,
+    /// Its display name.
+    pub corp_name: String,
+}

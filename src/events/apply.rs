@@ -29,18 +29,16 @@
 //! imports) are not fetched here but logged, and the next full-sync pass reports those members
 //! and departments (every pass reports every member and department).
 
-use crate::directory::changelog;
 use crate::corps;
-use crate::events::crypto::CallbackCrypto;
 use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
 use crate::directory;
+use crate::directory::changelog;
 use crate::env::Env;
+use crate::events::crypto::CallbackCrypto;
 use crate::events::parse::{parse_event, ContactEvent};
 use crate::failure::Failure;
-use crate::web::http::{Request, Response};
 use crate::kv;
-use crate::model::DirectoryChange;
-use crate::web::router::{Outcome, Routed};
+use crate::model::{DirectoryChange, SequencedChange};
 use crate::settings::{CorpApp, Settings};
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
@@ -56,12 +54,26 @@ pub const MAX_DETAIL_FETCHES: usize = 15;
 const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 const NONCE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// Verifies, decrypts, de-duplicates and applies one event; answers the encrypted `success`.
-pub fn handle(env: &mut dyn Env, settings: &Settings, request: &Request) -> Routed {
-    match handle_inner(env, settings, request) {
-        Ok(routed) => routed,
-        Err(f) => Routed::json_failure(f),
-    }
+/// One event push as the router parsed it from `POST /dingding/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPush {
+    /// `msg_signature` (or `signature`) from the query.
+    pub signature: Option<String>,
+    /// `timestamp` (or `timeStamp`) from the query, seconds or milliseconds.
+    pub timestamp: Option<String>,
+    /// `nonce` from the query.
+    pub nonce: Option<String>,
+    /// The body, `{"encrypt": "…"}`.
+    pub body: Vec<u8>,
+}
+
+/// A verified event: the encrypted `success` to answer with, and the changes it recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventAnswer {
+    /// The JSON body DingTalk expects (`msg_signature`, `timeStamp`, `nonce`, `encrypt`).
+    pub reply: Value,
+    /// Directory changes appended to the change log (empty for probes and duplicates).
+    pub changes: Vec<SequencedChange>,
 }
 
 fn bad(code: &str, en: impl Into<String>, zh: impl Into<String>) -> Failure {
@@ -106,22 +118,20 @@ fn fresh_nonce(env: &mut dyn Env) -> String {
         .collect()
 }
 
-fn success(env: &mut dyn Env, crypto: &CallbackCrypto, owner_key: &str) -> Response {
+fn success(env: &mut dyn Env, crypto: &CallbackCrypto, owner_key: &str) -> Value {
     let mut random = [0u8; 16];
     env.random_bytes(&mut random);
     let nonce = fresh_nonce(env);
     let timestamp = env.now_ms().to_string();
-    Response::json(
-        200,
-        &crypto.success_reply(&random, owner_key, &timestamp, &nonce),
-    )
+    crypto.success_reply(&random, owner_key, &timestamp, &nonce)
 }
 
-fn handle_inner(
+/// Verifies, decrypts, de-duplicates and applies one event push.
+pub fn receive(
     env: &mut dyn Env,
     settings: &Settings,
-    request: &Request,
-) -> Result<Routed, Failure> {
+    request: &EventPush,
+) -> Result<EventAnswer, Failure> {
     let keys = settings.events.as_ref().ok_or_else(not_configured)?;
     if request.body.len() > MAX_BODY {
         return Err(Failure::new(
@@ -139,14 +149,14 @@ fn handle_inner(
         )
     };
     let signature = request
-        .param("msg_signature")
-        .or_else(|| request.param("signature"))
+        .signature
+        .clone()
         .ok_or_else(|| missing("msg_signature"))?;
     let timestamp = request
-        .param("timestamp")
-        .or_else(|| request.param("timeStamp"))
+        .timestamp
+        .clone()
         .ok_or_else(|| missing("timestamp"))?;
-    let nonce = request.param("nonce").ok_or_else(|| missing("nonce"))?;
+    let nonce = request.nonce.clone().ok_or_else(|| missing("nonce"))?;
     let body: Value = serde_json::from_slice(&request.body).map_err(|_| {
         bad(
             "invalid_body",
@@ -248,7 +258,10 @@ fn handle_inner(
         })?;
 
     if event.event == ContactEvent::CheckUrl {
-        return Ok(Routed::plain(success(env, &crypto, owner)));
+        return Ok(EventAnswer {
+            reply: success(env, &crypto, owner),
+            changes: Vec::new(),
+        });
     }
 
     // De-duplication by content: a replay and a redelivery carry the same plaintext (event type,
@@ -274,7 +287,10 @@ fn handle_inner(
         let applied = kv::get_live::<bool>(env, &format!("{key}:done"))?.unwrap_or(false);
         if applied {
             env.log("event: duplicate of an applied event; answered success");
-            return Ok(Routed::plain(success(env, &crypto, owner)));
+            return Ok(EventAnswer {
+                reply: success(env, &crypto, owner),
+                changes: Vec::new(),
+            });
         }
         return Err(Failure::new(
             503,
@@ -296,14 +312,9 @@ fn handle_inner(
     for key in &claimed {
         kv::put_expiring(env, &format!("{key}:done"), &true, expires)?;
     }
-    let outcome = if sequenced.is_empty() {
-        Outcome::None
-    } else {
-        Outcome::DirectoryChanged(sequenced)
-    };
-    Ok(Routed {
-        response: success(env, &crypto, owner),
-        outcome,
+    Ok(EventAnswer {
+        reply: success(env, &crypto, owner),
+        changes: sequenced,
     })
 }
 
@@ -439,6 +450,13 @@ mod tests {
     use crate::env::HttpRequest;
     use crate::settings::tests::{sample, sample_raw};
     use crate::testing::{json_response, FakeEnv};
+    use crate::web::http::Request;
+    use crate::web::router::{Outcome, Routed};
+
+    /// The route as the router serves it: parse, receive, render.
+    fn handle(env: &mut FakeEnv, s: &Settings, request: &Request) -> Routed {
+        crate::web::router::events(env, s, request)
+    }
     use std::cell::RefCell;
     use std::rc::Rc;
 

@@ -198,7 +198,8 @@ impl routes::Guest for Plugin {
             request.headers,
             request.body,
         );
-        let routed = crate::web::router::handle(&mut env, &raw, &req, crate::web::router::Mode::Typed);
+        let routed =
+            crate::web::router::handle(&mut env, &raw, &req, crate::web::router::Mode::Typed);
         let outcome = match routed.outcome {
             crate::web::router::Outcome::None => wit::Outcome::None,
             crate::web::router::Outcome::SignedIn(i) => wit::Outcome::SignedIn(identity(*i)),
@@ -269,7 +270,8 @@ impl directory::Guest for Plugin {
     ) -> Result<directory::ChangePage, wit::Failure> {
         settings_or_failure(&settings)?;
         let mut env = WasiEnv::new();
-        let page = crate::directory::changelog::read(&mut env, after, limit.min(1000)).map_err(failure)?;
+        let page =
+            crate::directory::changelog::read(&mut env, after, limit.min(1000)).map_err(failure)?;
         Ok(directory::ChangePage {
             changes: page.changes.into_iter().map(sequenced).collect(),
             next_after: page.next_after,

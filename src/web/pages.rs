@@ -2,9 +2,9 @@
 //! attributes) or through a JSON data block; inline script and style are pinned by CSP hashes.
 
 use crate::failure::Failure;
-use crate::web::http::Response;
-use crate::web::router::CorpOption;
+use crate::model::CorpOption;
 use crate::settings::{Issue, Settings};
+use crate::web::http::Response;
 use base64::Engine;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use sha2::{Digest, Sha256};

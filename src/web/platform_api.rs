@@ -2,9 +2,9 @@
 
 use crate::env::Env;
 use crate::failure::Failure;
+use crate::settings::{raw_from_pairs, Issue, Settings};
 use crate::web::http::{Request, Response};
 use crate::web::router::{Outcome, Routed};
-use crate::settings::{raw_from_pairs, Issue, Settings};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -192,9 +192,11 @@ pub fn handle(env: &mut dyn Env, settings: &Settings, request: &Request) -> Rout
                 }
             };
             match (parse("after", 0), parse("limit", 100)) {
-                (Ok(after), Ok(limit)) => {
-                    respond(crate::directory::changelog::read(env, after, limit.min(1000) as u32))
-                }
+                (Ok(after), Ok(limit)) => respond(crate::directory::changelog::read(
+                    env,
+                    after,
+                    limit.min(1000) as u32,
+                )),
                 (Err(f), _) | (_, Err(f)) => Routed::json_failure(f),
             }
         }

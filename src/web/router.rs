@@ -2,10 +2,13 @@
 //! outcome, shared by the `wasi:http` entry and the typed `routes.handle` export.
 
 use crate::env::Env;
+use crate::events::apply::EventPush;
 use crate::failure::Failure;
-use crate::web::http::{Request, Response};
-use crate::model::{Identity, SequencedChange};
+use crate::login::{admin_sso, handoff, inapp, qr, LoginResult, LoginStep};
+use crate::model::{CorpOption, Identity, SequencedChange, Via};
 use crate::settings::{RawSettings, Settings};
+use crate::web::http::{Request, Response};
+use crate::web::pages;
 
 /// Who is asking: the HTTP export (hand-off by ticket) or a typed call (identity returned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,31 +19,22 @@ pub enum Mode {
     Typed,
 }
 
-/// A corp a person may pick.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CorpOption {
-    /// Organisation.
-    pub corp_id: String,
-    /// Display name.
-    pub corp_name: String,
-}
-
-/// What a request did.
+/// What a request did, for a platform that embeds the plugin through `routes.handle`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Nothing to report.
     None,
     /// A person signed in.
     SignedIn(Box<Identity>),
-    /// The corp list was shown.
+    /// The person was offered a choice of organisations.
     CorpChoice(Vec<CorpOption>),
-    /// An event was applied.
+    /// An event recorded directory changes.
     DirectoryChanged(Vec<SequencedChange>),
     /// The request failed.
     Failed(Failure),
 }
 
-/// Response plus outcome.
+/// A response plus the typed outcome of the request that produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Routed {
     /// What to answer.
@@ -58,15 +52,15 @@ impl Routed {
         }
     }
 
-    /// A failure shown as a page.
+    /// A failure shown to a person as a page.
     pub fn page_failure(failure: Failure) -> Self {
         Routed {
-            response: crate::web::pages::failure_page(&failure),
+            response: pages::failure_page(&failure),
             outcome: Outcome::Failed(failure),
         }
     }
 
-    /// A failure answered as platform-API JSON.
+    /// A failure answered to a program as JSON.
     pub fn json_failure(failure: Failure) -> Self {
         Routed {
             response: Response::json_failure(&failure),
@@ -78,19 +72,19 @@ impl Routed {
 /// Which route a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// R1.
+    /// R1, `GET /dingding/dingding_auth_corp`: in-app login from the mobile workbench.
     InappMobile,
-    /// R2.
+    /// R2, `GET /index.php?dingding/dd_client_callback`: in-app login from the PC client.
     InappPc,
-    /// R3.
+    /// R3, `GET /index.php?dingding/dd_callback&usertype=admin`: admin-backend SSO.
     AdminSso,
-    /// R4.
+    /// R4, `GET /dingding/dd_or_code_corp_list`: DingTalk's QR / browser login callback.
     QrCallback,
-    /// R5.
+    /// R5, `GET /dingding/login`: starts QR / browser login.
     QrStart,
-    /// R6.
+    /// R6, `POST /dingding/events`: DingTalk's contact events (HTTP push).
     Events,
-    /// R7.
+    /// R7, `/dingding/api/*`: the platform API.
     Api,
     /// The default hand-off landing when the platform has none configured.
     LoginComplete,
@@ -168,9 +162,9 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
             return match route {
                 Route::Api => crate::web::platform_api::handle_unconfigured(request, &issues),
                 _ => {
-                    let failure = crate::web::pages::config_failure(&issues);
+                    let failure = pages::config_failure(&issues);
                     Routed {
-                        response: crate::web::pages::config_error_page(&issues),
+                        response: pages::config_error_page(&issues),
                         outcome: Outcome::Failed(failure),
                     }
                 }
@@ -182,27 +176,155 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
         env.log(&format!("sweep skipped: {e}"));
     }
     let mut routed = match route {
-        Route::InappMobile => crate::login::inapp(
-            env,
-            &settings,
-            request,
-            crate::model::Via::InappMobile,
-            mode,
-        ),
-        Route::InappPc => {
-            crate::login::inapp(env, &settings, request, crate::model::Via::InappPc, mode)
-        }
-        Route::AdminSso => crate::login::admin_sso(env, &settings, request, mode),
-        Route::QrStart => crate::login::qr_start(env, &settings, request),
-        Route::QrCallback => crate::login::qr_callback(env, &settings, request, mode),
-        Route::LoginComplete => Routed::plain(crate::web::pages::login_complete_page(&settings)),
-        Route::Events => crate::events::apply::handle(env, &settings, request),
+        Route::LoginComplete => Routed::plain(pages::login_complete_page(&settings)),
+        Route::Events => events(env, &settings, request),
         Route::Api => crate::web::platform_api::handle(env, &settings, request),
+        login_route => {
+            let result = sign_in(env, &settings, login_route, request);
+            login(env, &settings, mode, result)
+        }
     };
     if request.method == "HEAD" {
         routed.response.body.clear();
     }
     routed
+}
+
+/// `corpId` (or `corpid`, as some DingTalk clients spell it) from the query.
+fn corp_param(request: &Request) -> Option<String> {
+    request.param("corpId").or_else(|| request.param("corpid"))
+}
+
+/// Parses a login route's request and runs its flow.
+fn sign_in(env: &mut dyn Env, settings: &Settings, route: Route, request: &Request) -> LoginResult {
+    let return_to = request.param("return_to");
+    match route {
+        Route::InappMobile | Route::InappPc => {
+            let via = if route == Route::InappPc {
+                Via::InappPc
+            } else {
+                Via::InappMobile
+            };
+            let parsed = inapp::InappRequest {
+                corp_id: corp_param(request),
+                code: request.param("code"),
+                return_to,
+            };
+            inapp::sign_in(env, settings, parsed, via)
+        }
+        Route::AdminSso => {
+            let parsed = admin_sso::AdminSsoRequest {
+                corp_id: corp_param(request),
+                code: request.param("code"),
+                return_to,
+            };
+            admin_sso::sign_in(env, settings, parsed)
+        }
+        Route::QrStart => {
+            let parsed = qr::StartRequest {
+                corp_id: corp_param(request),
+                return_to,
+                binding_cookie: request.cookie(qr::BINDING_COOKIE),
+            };
+            qr::start(env, settings, parsed)
+        }
+        _ => {
+            let binding_cookie = request.cookie(qr::BINDING_COOKIE);
+            match request.param("choice") {
+                Some(choice_id) => {
+                    let parsed = qr::ChoiceRequest {
+                        choice_id,
+                        corp_id: request.param("corp").unwrap_or_default(),
+                        binding_cookie,
+                    };
+                    qr::choose(env, settings, parsed)
+                }
+                None => {
+                    let parsed = qr::CallbackRequest {
+                        state: request.param("state"),
+                        code: request.param("authCode").or_else(|| request.param("code")),
+                        error: request.param("error"),
+                        binding_cookie,
+                    };
+                    qr::callback(env, settings, parsed)
+                }
+            }
+        }
+    }
+}
+
+/// Renders where a login flow ended: a page, a redirect, the corp choice, or the hand-off of a
+/// signed-in identity (a ticket and a redirect over HTTP, the identity itself when typed).
+fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult) -> Routed {
+    let step = match result {
+        Ok(step) => step,
+        Err(failure) => return Routed::page_failure(failure),
+    };
+    match step {
+        LoginStep::JsapiPage { corp_id, client_id } => {
+            Routed::plain(pages::inapp_page(&corp_id, &client_id))
+        }
+        LoginStep::ToDingTalk {
+            location,
+            set_cookie,
+        } => Routed::plain(Response::redirect(302, &location).header("set-cookie", &set_cookie)),
+        LoginStep::ChooseCorp { choice_id, options } => Routed {
+            response: pages::corp_choice_page(&choice_id, &options),
+            outcome: Outcome::CorpChoice(options),
+        },
+        LoginStep::SignedIn(identity) => match mode {
+            Mode::Typed => Routed {
+                response: Response::redirect(
+                    302,
+                    &handoff::landing_url(&settings.platform_login_url, None, &identity),
+                ),
+                outcome: Outcome::SignedIn(identity),
+            },
+            Mode::Http => match handoff::mint_ticket(env, &identity) {
+                Ok(ticket) => {
+                    env.log(&format!(
+                        "signed in via {:?}: corp {} (ticket issued)",
+                        identity.via, identity.corp_id
+                    ));
+                    Routed::plain(Response::redirect(
+                        302,
+                        &handoff::landing_url(
+                            &settings.platform_login_url,
+                            Some(&ticket),
+                            &identity,
+                        ),
+                    ))
+                }
+                Err(failure) => Routed::page_failure(failure),
+            },
+        },
+    }
+}
+
+/// R6: parses an event push, hands it to [`crate::events::apply::receive`] and answers with the
+/// encrypted `success` (or a JSON failure).
+pub(crate) fn events(env: &mut dyn Env, settings: &Settings, request: &Request) -> Routed {
+    let push = EventPush {
+        signature: request
+            .param("msg_signature")
+            .or_else(|| request.param("signature")),
+        timestamp: request
+            .param("timestamp")
+            .or_else(|| request.param("timeStamp")),
+        nonce: request.param("nonce"),
+        body: request.body.clone(),
+    };
+    match crate::events::apply::receive(env, settings, &push) {
+        Ok(answer) => Routed {
+            response: Response::json(200, &answer.reply),
+            outcome: if answer.changes.is_empty() {
+                Outcome::None
+            } else {
+                Outcome::DirectoryChanged(answer.changes)
+            },
+        },
+        Err(failure) => Routed::json_failure(failure),
+    }
 }
 
 #[cfg(test)]

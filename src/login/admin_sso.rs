@@ -1,0 +1,187 @@
+//! R3, admin-backend login from DingTalk's admin console: DingTalk appends a `code`, which the
+//! SSO token (from the SSOsecret) turns into the admin's identity (`v1.0/oauth2/ssoUserInfo`).
+
+use super::{check_code, corp_param_failure, safe_return_to, LoginResult, LoginStep};
+use crate::corps;
+use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
+use crate::env::Env;
+use crate::failure::Failure;
+use crate::kv;
+use crate::model::{Identity, Via};
+use crate::secret::{AccessToken, SsoSecret};
+use crate::settings::{CorpApp, Settings};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// An admin-backend login request as the router parsed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminSsoRequest {
+    /// `corpId` from the admin-backend URL.
+    pub corp_id: Option<String>,
+    /// The code DingTalk appended.
+    pub code: Option<String>,
+    /// Where the platform should land the admin afterwards.
+    pub return_to: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedSso {
+    t: String,
+    exp: u64,
+}
+
+/// Fetches an SSO access token (`v1.0/oauth2/ssoAccessToken`) and caches it per corp.
+pub fn fetch_sso_token(
+    env: &mut dyn Env,
+    endpoints: &Endpoints,
+    corp_id: &str,
+    sso_secret: &SsoSecret,
+) -> Result<AccessToken, ApiError> {
+    let app = CorpApp {
+        corp_id: corp_id.to_string(),
+        corp_name: String::new(),
+        agent_id: String::new(),
+        app_key: String::new(),
+        app_secret: crate::secret::AppSecret::new(""),
+        sso_secret: None,
+    };
+    let mut client = Client::new(env, endpoints, &app);
+    let value = client.api_call_with(
+        "POST",
+        "/v1.0/oauth2/ssoAccessToken",
+        None,
+        Some(&json!({"corpid": corp_id, "ssoSecret": sso_secret.expose()})),
+    )?;
+    let token = value
+        .get("accessToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Parse("accessToken"))?
+        .to_string();
+    let expire_in = value
+        .get("expireIn")
+        .and_then(Value::as_u64)
+        .unwrap_or(3600)
+        .clamp(60, 7 * 24 * 3600);
+    let exp = env.now_ms() + expire_in * 1000;
+    kv::put_json(
+        env,
+        &format!("tok:sso:{corp_id}"),
+        &CachedSso {
+            t: token.clone(),
+            exp,
+        },
+    )
+    .map_err(ApiError::Store)?;
+    Ok(AccessToken::new(token))
+}
+
+fn sso_token(
+    env: &mut dyn Env,
+    endpoints: &Endpoints,
+    corp_id: &str,
+    secret: &SsoSecret,
+) -> Result<AccessToken, ApiError> {
+    let cached: Option<CachedSso> =
+        kv::get_json(env, &format!("tok:sso:{corp_id}")).map_err(ApiError::Store)?;
+    match cached {
+        Some(c) if c.exp > env.now_ms() + 60_000 => Ok(AccessToken::new(c.t)),
+        _ => fetch_sso_token(env, endpoints, corp_id, secret),
+    }
+}
+
+/// R3: `code` from DingTalk's admin console → SSO user info → the admin's identity.
+pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest) -> LoginResult {
+    let corp_id = request.corp_id.ok_or_else(corp_param_failure)?;
+    let app = corps::resolve(env, settings, Some(&corp_id))?;
+    let code = request.code.ok_or_else(|| Failure::bad_request(
+        "code_missing",
+        "DingTalk did not pass a code. Enter the platform from the DingTalk admin console (oa.dingtalk.com → 工作台 → the app → 管理后台).",
+        "钉钉未传入 code。请从钉钉管理后台（oa.dingtalk.com → 工作台 → 应用 → 管理后台）进入。",
+    ))?;
+    check_code(
+        &code,
+        "The code in the address is malformed. Enter again from the DingTalk admin console.",
+        "地址中的 code 格式不正确，请从钉钉管理后台重新进入。",
+    )?;
+    let secret = app.sso_secret.clone().ok_or_else(|| Failure::new(
+        503,
+        "sso_secret_missing",
+        "Admin-backend sign-in needs the SSOsecret. Copy it from 基本信息 → 开发信息（旧版） in the DingTalk developer console into the plugin settings (set-up step 9).",
+        "管理后台免登需要 SSOsecret。请在钉钉开发者后台“基本信息 → 开发信息（旧版）”复制 SSOsecret 并填入插件设置（步骤 9）。",
+    ))?;
+    let endpoints = Endpoints::from_settings(settings);
+    let path = format!(
+        "/v1.0/oauth2/ssoUserInfo?code={}",
+        crate::dingtalk::encode(&code)
+    );
+    let mut retried = false;
+    let info = loop {
+        let token =
+            sso_token(env, &endpoints, &app.corp_id, &secret).map_err(|e| sso_failure(&e))?;
+        let mut client = Client::new(env, &endpoints, &app);
+        match client.api_call_with("GET", &path, Some(&token), None) {
+            Ok(v) => break v,
+            Err(e) if e.problem() == Problem::TokenInvalid && !retried => {
+                retried = true;
+                env.kv_delete(&format!("tok:sso:{}", app.corp_id))?;
+            }
+            Err(e) => return Err(sso_failure(&e)),
+        }
+    };
+    let s = |k: &str| {
+        info.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
+    if let Some(reported) = s("corpId") {
+        if reported != app.corp_id {
+            return Err(corps::not_served(settings, &reported));
+        }
+    }
+    let userid = s("userId")
+        .ok_or_else(|| ApiError::Parse("userId").to_failure("qyapi_get_omp_sso_userinfo"))?;
+    if !info
+        .get("isAdmin")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Err(Failure::new(
+            403,
+            "not_an_admin",
+            "Only administrators of the organisation can enter the admin backend. Ask the organisation's main admin for admin rights in DingTalk.",
+            "只有组织管理员才能进入管理后台，请联系组织主管理员在钉钉中授予管理员权限。",
+        ));
+    }
+    let identity = Identity {
+        corp_id: app.corp_id.clone(),
+        userid,
+        unionid: String::new(),
+        name: s("userName").unwrap_or_default(),
+        mobile: None,
+        email: s("email"),
+        avatar: s("avatar"),
+        dept_ids: Vec::new(),
+        is_admin: true,
+        // DingTalk's SSO API says "admin" without the level; 1 = administrator.
+        admin_level: 1,
+        via: Via::AdminSso,
+        requires_sms_binding: false,
+        return_to: safe_return_to(request.return_to),
+    };
+    Ok(LoginStep::SignedIn(Box::new(identity)))
+}
+
+fn sso_failure(e: &ApiError) -> Failure {
+    match e.problem() {
+        Problem::BadCredentials => Failure::new(
+            502,
+            "bad_sso_secret",
+            format!("DingTalk rejected the SSOsecret ({}). Copy it again from 基本信息 → 开发信息（旧版） in the DingTalk developer console (set-up step 9).", e.code_text()),
+            format!("钉钉拒绝了 SSOsecret（{}）。请在钉钉开发者后台“基本信息 → 开发信息（旧版）”重新复制（步骤 9）。", e.code_text()),
+        ),
+        _ => e.to_failure("qyapi_get_omp_sso_userinfo"),
+    }
+}
