@@ -13,8 +13,9 @@
 //! origin as `site_url`.
 
 use crate::corps;
-use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
-use crate::directory::{as_text, valid_userid};
+use crate::dingtalk::records::valid_userid;
+use crate::dingtalk::todo::{self, NewTask};
+use crate::dingtalk::{contacts, message, ApiError, Client, Endpoints, Problem};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::kv;
@@ -244,29 +245,6 @@ fn validate_todo(todo: &TodoSpec) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A path of the new API with each segment percent-encoded (by the `url` crate).
-fn api_path(segments: &[&str]) -> String {
-    let mut u = match url::Url::parse("http://h/") {
-        Ok(u) => u,
-        Err(_) => return String::from("/"),
-    };
-    if let Ok(mut p) = u.path_segments_mut() {
-        p.clear();
-        p.extend(segments);
-    }
-    u.path().to_string()
-}
-
-fn tasks_path(unionid: &str, rest: &[&str]) -> String {
-    let mut segments = vec!["v1.0", "todo", "users", unionid, "tasks"];
-    segments.extend_from_slice(rest);
-    format!(
-        "{}?operatorId={}",
-        api_path(&segments),
-        crate::dingtalk::encode(unionid)
-    )
-}
-
 fn unionid_key(corp_id: &str, userid: &str) -> String {
     format!("unionid:{corp_id}:{userid}")
 }
@@ -281,42 +259,30 @@ pub fn unionid_of(client: &mut Client<'_>, userid: &str) -> Result<String, Failu
     if let Some(u) = kv::get_live::<String>(client.env(), &key)? {
         return Ok(u);
     }
-    let result = client
-        .oapi_post("/topapi/v2/user/get", &json!({"userid": userid}))
-        .map_err(|e| match e.problem() {
-            Problem::NotFound | Problem::NotMember => {
-                let shown: String = userid.chars().take(64).collect();
-                Failure::new(
-                    404,
-                    "unknown_member",
-                    format!(
-                        "The userid {shown:?} is not a member of the DingTalk organisation ({}).",
-                        e.code_text()
-                    ),
-                    format!(
-                        "userid {shown:?} 不是该钉钉组织的成员（{}）。",
-                        e.code_text()
-                    ),
-                )
-            }
-            _ => e.to_failure("qyapi_get_member"),
-        })?;
-    let unionid = result
-        .get("result")
-        .and_then(|r| r.get("unionid").or_else(|| r.get("unionId")))
-        .and_then(as_text)
+    let user = contacts::user_get(client, userid).map_err(|e| match e.problem() {
+        Problem::NotFound | Problem::NotMember => {
+            let shown: String = userid.chars().take(64).collect();
+            Failure::new(
+                404,
+                "unknown_member",
+                format!(
+                    "The userid {shown:?} is not a member of the DingTalk organisation ({}).",
+                    e.code_text()
+                ),
+                format!(
+                    "userid {shown:?} 不是该钉钉组织的成员（{}）。",
+                    e.code_text()
+                ),
+            )
+        }
+        _ => e.to_failure("qyapi_get_member"),
+    })?;
+    let unionid = user
+        .unionid
         .ok_or_else(|| ApiError::Parse("result.unionid").to_failure("qyapi_get_member"))?;
     let expires = client.env().now_ms() + UNIONID_TTL_MS;
     kv::put_expiring(client.env(), &key, &unionid, expires)?;
     Ok(unionid)
-}
-
-fn task_exists(e: &ApiError) -> bool {
-    matches!(e, ApiError::New { message, .. } if message.to_ascii_lowercase().contains("task exist"))
-}
-
-fn task_missing(e: &ApiError) -> bool {
-    matches!(e, ApiError::New { message, .. } if message.to_ascii_lowercase().contains("task not exist"))
 }
 
 fn todo_not_found(source_id: &str) -> Failure {
@@ -356,48 +322,21 @@ pub fn create_todo(
             executors.push(u);
         }
     }
-    let mut body = json!({
-        "sourceId": todo.source_id,
-        "subject": todo.subject.trim(),
-        "creatorId": creator,
-        "executorIds": executors,
-        "detailUrl": {"appUrl": link, "pcUrl": link},
-    });
-    if let Some(d) = todo.description.as_deref().filter(|d| !d.trim().is_empty()) {
-        body["description"] = json!(d);
-    }
-    if let Some(due) = todo.due_ms {
-        body["dueTime"] = json!(due);
-    }
-    if let Some(p) = todo.priority {
-        body["priority"] = json!(p);
-    }
-    let (task_id, created) = match client.api_call("POST", &tasks_path(&creator, &[]), Some(&body))
-    {
-        Ok(v) => {
-            let id = v
-                .get("id")
-                .and_then(as_text)
-                .ok_or_else(|| ApiError::Parse("id").to_failure(TODO_WRITE))?;
-            (id, true)
-        }
-        Err(e) if task_exists(&e) => {
-            let path = api_path(&[
-                "v1.0",
-                "todo",
-                "users",
-                &creator,
-                "tasks",
-                "sources",
-                &todo.source_id,
-            ]);
-            let v = client
-                .api_call("GET", &path, None)
+    let task = NewTask {
+        source_id: &todo.source_id,
+        subject: todo.subject.trim(),
+        description: todo.description.as_deref().filter(|d| !d.trim().is_empty()),
+        creator_unionid: &creator,
+        executor_unionids: &executors,
+        detail_url: &link,
+        due_ms: todo.due_ms,
+        priority: todo.priority,
+    };
+    let (task_id, created) = match todo::create_task(&mut client, &task) {
+        Ok(id) => (id, true),
+        Err(e) if todo::is_task_exists(&e) => {
+            let id = todo::task_by_source(&mut client, &creator, &todo.source_id)
                 .map_err(|e| e.to_failure(TODO_READ))?;
-            let id = v
-                .get("id")
-                .and_then(as_text)
-                .ok_or_else(|| ApiError::Parse("id").to_failure(TODO_READ))?;
             (id, false)
         }
         Err(e) => return Err(e.to_failure(TODO_WRITE)),
@@ -434,10 +373,9 @@ pub fn complete_todo(
     let (app, rec) = stored_todo(env, settings, corp_id, source_id)?;
     let endpoints = Endpoints::from_settings(settings);
     let mut client = Client::new(env, &endpoints, &app);
-    let path = tasks_path(&rec.creator_unionid, &[&rec.task_id]);
-    match client.api_call("PUT", &path, Some(&json!({"done": true}))) {
+    match todo::complete_task(&mut client, &rec.creator_unionid, &rec.task_id) {
         Ok(_) => Ok(()),
-        Err(e) if task_missing(&e) => Err(Failure::new(
+        Err(e) if todo::is_task_missing(&e) => Err(Failure::new(
             404,
             "todo_gone",
             "The to-do no longer exists in DingTalk (it was deleted there).",
@@ -457,10 +395,9 @@ pub fn delete_todo(
     let (app, rec) = stored_todo(env, settings, corp_id, source_id)?;
     let endpoints = Endpoints::from_settings(settings);
     let mut client = Client::new(env, &endpoints, &app);
-    let path = tasks_path(&rec.creator_unionid, &[&rec.task_id]);
-    match client.api_call("DELETE", &path, None) {
+    match todo::delete_task(&mut client, &rec.creator_unionid, &rec.task_id) {
         Ok(_) => {}
-        Err(e) if task_missing(&e) => {}
+        Err(e) if todo::is_task_missing(&e) => {}
         Err(e) => return Err(e.to_failure(TODO_WRITE)),
     }
     client.env().kv_delete(&todo_key(&app.corp_id, source_id))?;
@@ -559,14 +496,8 @@ pub fn send_message(
     })?;
     let endpoints = Endpoints::from_settings(settings);
     let mut client = Client::new(env, &endpoints, &app);
-    let request = json!({"agent_id": agent_id, "userid_list": recipients.join(","), "msg": msg});
-    let v = client
-        .oapi_post("/topapi/message/corpconversation/asyncsend_v2", &request)
-        .map_err(|e| e.to_failure("qyapi_base"))?;
-    v.get("task_id")
-        .and_then(crate::directory::as_i64)
-        .and_then(|t| u64::try_from(t).ok())
-        .ok_or_else(|| ApiError::Parse("task_id").to_failure("qyapi_base"))
+    message::send_work_notice(&mut client, agent_id, &recipients, &msg)
+        .map_err(|e| e.to_failure("qyapi_base"))
 }
 
 #[cfg(test)]

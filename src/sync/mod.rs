@@ -79,15 +79,15 @@
 //! does not point back to it (left by a crash) is skipped.
 
 use crate::corps;
+use crate::dingtalk::contacts;
+use crate::dingtalk::records::ROOT_DEPT;
 use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
-use crate::directory::{self, ROOT_DEPT};
 use crate::env::{Env, HttpRequest, HttpResponse, KvError, TransportError};
 use crate::failure::Failure;
 use crate::kv;
 use crate::model::{Department, DirectoryChange, Member};
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 
@@ -111,7 +111,7 @@ pub const LEASE_MS: u64 = 30_000;
 /// A step that ran longer than this does not commit (its lease may have run out).
 const COMMIT_DEADLINE_MS: u64 = 25_000;
 /// `user/list` page size (the API's maximum).
-const PAGE_SIZE: u64 = 100;
+const PAGE_SIZE: u32 = 100;
 const BUSY_RETRY_MS: u32 = 2_000;
 const DEPT_PERMISSION: &str = "qyapi_get_department_list";
 const MEMBER_PERMISSION: &str = "qyapi_get_department_member";
@@ -959,23 +959,16 @@ impl Run<'_, '_> {
             return Ok(());
         };
         let id = entry.dept.dept_id;
-        match self
-            .client
-            .oapi_post("/topapi/v2/department/get", &json!({"dept_id": id}))
-        {
-            Ok(v) => {
-                let result = v.get("result").cloned().unwrap_or(Value::Null);
-                let corp = self.corp();
-                if let Some(mut d) =
-                    directory::department_from_json(&corp, &result).filter(|d| d.dept_id == id)
-                {
+        match contacts::department_get(&mut self.client, id) {
+            Ok(detail) => {
+                if let Some(mut d) = detail.department.filter(|d| d.dept_id == id) {
                     if d.parent_id.is_none() && id != ROOT_DEPT {
                         d.parent_id = entry.dept.parent_id;
                     }
                     entry.dept = d;
                 }
                 self.put_queue_entry(i, &entry)?;
-                self.set_managers(id, directory::dept_managers(&result))?;
+                self.set_managers(id, detail.managers)?;
             }
             // A department deleted since it was listed; never the root (that would empty the
             // whole directory).
@@ -997,24 +990,16 @@ impl Run<'_, '_> {
             return Ok(());
         };
         let parent = entry.dept.dept_id;
-        match self
-            .client
-            .oapi_post("/topapi/v2/department/listsub", &json!({"dept_id": parent}))
-        {
-            Ok(v) => {
-                let corp = self.corp();
-                let children: Vec<Department> = match v.get("result") {
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .filter_map(|item| directory::department_from_json(&corp, item))
-                        .filter(|d| d.dept_id != parent && d.dept_id != ROOT_DEPT)
-                        .map(|mut d| {
-                            d.parent_id = Some(parent);
-                            d
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
+        match contacts::department_listsub(&mut self.client, parent) {
+            Ok(listed) => {
+                let children: Vec<Department> = listed
+                    .into_iter()
+                    .filter(|d| d.dept_id != parent && d.dept_id != ROOT_DEPT)
+                    .map(|mut d| {
+                        d.parent_id = Some(parent);
+                        d
+                    })
+                    .collect();
                 for child in children {
                     self.enqueue(s, child)?;
                 }
@@ -1046,9 +1031,8 @@ impl Run<'_, '_> {
             return Ok(Flow::Continue);
         };
         let dept_id = entry.dept.dept_id;
-        let body = json!({"dept_id": dept_id, "cursor": s.cursor, "size": PAGE_SIZE});
-        let v = match self.client.oapi_post("/topapi/v2/user/list", &body) {
-            Ok(v) => v,
+        let page = match contacts::user_list(&mut self.client, dept_id, s.cursor, PAGE_SIZE) {
+            Ok(page) => page,
             Err(e) if e.problem() == Problem::NotFound && dept_id != ROOT_DEPT => {
                 s.walk += 1;
                 s.cursor = 0;
@@ -1056,25 +1040,11 @@ impl Run<'_, '_> {
             }
             Err(e) => return Err(Halt::Api(e, MEMBER_PERMISSION)),
         };
-        let result = v.get("result").cloned().unwrap_or(Value::Null);
-        let corp = self.corp();
-        if let Some(Value::Array(items)) = result.get("list") {
-            for item in items {
-                if let Some(m) = directory::member_from_list_item(&corp, item, dept_id) {
-                    self.member(s, b, m)?;
-                }
-            }
+        for m in page.members {
+            self.member(s, b, m)?;
         }
-        let has_more = result
-            .get("has_more")
-            .and_then(directory::as_bool)
-            .unwrap_or(false);
-        if has_more {
-            let next = result
-                .get("next_cursor")
-                .and_then(directory::as_i64)
-                .and_then(|n| u64::try_from(n).ok())
-                .filter(|n| *n > s.cursor);
+        if page.has_more {
+            let next = page.next_cursor.filter(|n| *n > s.cursor);
             let Some(next) = next else {
                 return Err(Halt::Fail(Failure::new(
                     502,

@@ -1,6 +1,7 @@
 use super::*;
 use crate::settings::tests::sample_raw;
 use crate::testing::{json_response, FakeEnv};
+use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
