@@ -284,49 +284,28 @@ mod tests {
     use super::*;
     use crate::dingtalk::{oauth::EARLY_REFRESH_MS, Endpoints};
     use crate::settings::tests::sample;
-    use crate::testing::{json_response, FakeEnv};
+    use crate::testing::{json_response, FakeEnv, TOKEN_PATH};
     use serde_json::json;
-    use std::cell::Cell;
-    use std::rc::Rc;
 
-    fn token_then(
-        env: &mut FakeEnv,
-        mut rest: impl FnMut(&HttpRequest) -> HttpResponse + 'static,
-    ) -> Rc<Cell<u32>> {
-        let tokens = Rc::new(Cell::new(0));
-        let t = tokens.clone();
-        env.respond(move |r| {
-            if r.url.ends_with("/v1.0/oauth2/accessToken") {
-                t.set(t.get() + 1);
-                return Ok(json_response(
-                    200,
-                    &format!(r#"{{"accessToken":"tok{}","expireIn":7200}}"#, t.get()),
-                ));
-            }
-            Ok(rest(r))
-        });
-        tokens
-    }
+    const PATH: &str = "/topapi/v2/user/get";
 
     #[test]
     fn token_is_cached_and_refreshed_early() {
         let s = sample();
         let ep = Endpoints::from_settings(&s);
         let mut env = FakeEnv::new();
-        let tokens = token_then(&mut env, |_| {
-            json_response(200, r#"{"errcode":0,"result":{}}"#)
-        });
+        env.answer(PATH, json!({"errcode": 0, "result": {}}));
         for _ in 0..3 {
             Client::new(&mut env, &ep, &s.corp)
-                .oapi_post("/topapi/v2/user/get", &json!({"userid": "u"}))
+                .oapi_post(PATH, &json!({"userid": "u"}))
                 .unwrap();
         }
-        assert_eq!(tokens.get(), 1);
+        assert_eq!(env.tokens_issued(), 1);
         env.now += 7200 * 1000 - EARLY_REFRESH_MS + 1;
         Client::new(&mut env, &ep, &s.corp)
-            .oapi_post("/topapi/v2/user/get", &json!({"userid": "u"}))
+            .oapi_post(PATH, &json!({"userid": "u"}))
             .unwrap();
-        assert_eq!(tokens.get(), 2);
+        assert_eq!(env.tokens_issued(), 2);
     }
 
     #[test]
@@ -334,7 +313,7 @@ mod tests {
         let s = sample();
         let ep = Endpoints::from_settings(&s);
         let mut env = FakeEnv::new();
-        let tokens = token_then(&mut env, |r| {
+        env.route(PATH, |r| {
             if r.url.contains("access_token=tok1") {
                 json_response(
                     200,
@@ -346,7 +325,7 @@ mod tests {
         });
         let before = env.now;
         let err = Client::new(&mut env, &ep, &s.corp)
-            .oapi_post("/topapi/v2/user/get", &json!({}))
+            .oapi_post(PATH, &json!({}))
             .unwrap_err();
         assert_eq!(err.problem(), Problem::MissingPermission);
         assert!(
@@ -354,11 +333,12 @@ mod tests {
             "the refresh did not wait on the first fetch's lock"
         );
         assert_eq!(
-            tokens.get(),
+            env.tokens_issued(),
             2,
             "one refresh after the token error, none after the permission error"
         );
         assert_eq!(env.requests.len(), 4);
+        assert_eq!(env.calls_to(TOKEN_PATH), 2);
     }
 
     #[test]
@@ -366,22 +346,19 @@ mod tests {
         let s = sample();
         let ep = Endpoints::from_settings(&s);
         let mut env = FakeEnv::new();
-        let n = Rc::new(Cell::new(0));
-        let n2 = n.clone();
-        token_then(&mut env, move |_| {
-            n2.set(n2.get() + 1);
-            if n2.get() == 1 {
-                json_response(200, r#"{"errcode":90018,"errmsg":"qps"}"#)
-            } else {
-                json_response(200, r#"{"errcode":0}"#)
-            }
-        });
+        env.answer_seq(
+            "/x",
+            vec![
+                (200, json!({"errcode": 90018, "errmsg": "qps"})),
+                (200, json!({"errcode": 0})),
+            ],
+        );
         let before = env.now;
         Client::new(&mut env, &ep, &s.corp)
             .oapi_post("/x", &json!({}))
             .unwrap();
         assert!(env.now - before >= 1000);
-        assert_eq!(n.get(), 2);
+        assert_eq!(env.calls_to("/x"), 2);
     }
 
     #[test]
@@ -389,12 +366,12 @@ mod tests {
         let s = sample();
         let ep = Endpoints::from_settings(&s);
         let mut env = FakeEnv::new();
-        token_then(&mut env, |_| json_response(200, r#"{"errcode":0}"#));
+        env.answer(PATH, json!({"errcode": 0}));
         Client::new(&mut env, &ep, &s.corp)
-            .oapi_post("/topapi/v2/user/get", &json!({}))
+            .oapi_post(PATH, &json!({}))
             .unwrap();
         let logs = env.logs.join("\n");
-        assert!(logs.contains("/topapi/v2/user/get"));
+        assert!(logs.contains(PATH));
         assert!(
             !logs.contains("tok1") && !logs.contains("app-secret"),
             "{logs}"

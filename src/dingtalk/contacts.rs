@@ -158,3 +158,81 @@ pub fn department_listsub(
         _ => Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dingtalk::Endpoints;
+    use crate::settings::tests::sample;
+    use crate::testing::FakeEnv;
+
+    #[test]
+    fn code_user_and_unionid_lookup() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/topapi/v2/user/getuserinfo",
+            json!({"errcode": 0, "result": {"userid": "u1", "name": "张三", "sys": "true", "sys_level": "2"}}),
+        );
+        env.answer_seq(
+            "/topapi/user/getbyunionid",
+            vec![
+                (
+                    200,
+                    json!({"errcode": 0, "result": {"userid": "u1", "contact_type": 0}}),
+                ),
+                (
+                    200,
+                    json!({"errcode": 0, "result": {"userid": "x1", "contact_type": 1}}),
+                ),
+                (200, json!({"errcode": 60121, "errmsg": "找不到该用户"})),
+            ],
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        let who = user_info_by_code(&mut client, "c").unwrap();
+        assert_eq!(
+            who,
+            CodeUser {
+                userid: "u1".into(),
+                unionid: None,
+                name: Some("张三".into()),
+                sys: true,
+                sys_level: 2
+            }
+        );
+        assert_eq!(
+            userid_by_unionid(&mut client, "un").unwrap().as_deref(),
+            Some("u1")
+        );
+        assert_eq!(
+            userid_by_unionid(&mut client, "un").unwrap(),
+            None,
+            "external contact"
+        );
+        assert_eq!(
+            userid_by_unionid(&mut client, "un").unwrap(),
+            None,
+            "not a member"
+        );
+    }
+
+    #[test]
+    fn user_get_keeps_both_emails_and_tolerates_no_result() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/topapi/v2/user/get",
+            json!({"errcode": 0, "result": {"userid": "u1", "email": "p@x", "org_email": "o@corp", "admin": 1}}),
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        let user = user_get(&mut client, "u1").unwrap();
+        assert_eq!(user.login_email(), Some("o@corp"));
+        assert_eq!(user.admin, Some(true));
+        assert_eq!(user.to_member("c").unwrap().email.as_deref(), Some("p@x"));
+        env.answer("/topapi/v2/user/get", json!({"errcode": 0}));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert_eq!(user_get(&mut client, "u1").unwrap(), UserRecord::default());
+    }
+}

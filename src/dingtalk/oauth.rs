@@ -324,3 +324,112 @@ pub fn corp_token(client: &mut Client<'_>, corp_id: &str) -> Result<AccessToken,
     let value = client.api_call_with("POST", &path, None, Some(&body))?;
     token_of(&value, 7200).map(|(t, _)| AccessToken::new(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dingtalk::Endpoints;
+    use crate::settings::tests::sample;
+    use crate::testing::{body_of, json_response, FakeEnv};
+
+    const SSO_TOKEN: &str = "/v1.0/oauth2/ssoAccessToken";
+    const SSO_INFO: &str = "/v1.0/oauth2/ssoUserInfo";
+
+    #[test]
+    fn sso_token_is_cached_per_corp_and_refreshed_on_token_errors_only() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let secret = SsoSecret::new("sso-secret-value");
+        let mut env = FakeEnv::new();
+        let mut n = 0;
+        env.route(SSO_TOKEN, move |r| {
+            n += 1;
+            assert_eq!(
+                body_of(r),
+                json!({"corpid": "dingcorp123", "ssoSecret": "sso-secret-value"})
+            );
+            json_response(
+                200,
+                &format!(r#"{{"accessToken":"sso{n}","expireIn":7200}}"#),
+            )
+        });
+        env.route(SSO_INFO, |r| {
+            let token = r
+                .headers
+                .iter()
+                .find(|h| h.0 == "x-acs-dingtalk-access-token")
+                .map(|h| h.1.clone());
+            if token.as_deref() == Some("sso1") {
+                json_response(401, r#"{"code":"InvalidAuthentication","message":"token invalid"}"#)
+            } else {
+                json_response(
+                    200,
+                    r#"{"corpId":"dingcorp123","userId":"admin1","userName":" 管理员 ","isAdmin":true}"#,
+                )
+            }
+        });
+        let user = {
+            let mut client = Client::new(&mut env, &ep, &s.corp);
+            sso_user_info(&mut client, &secret, "c/1").unwrap()
+        };
+        assert_eq!(
+            user,
+            SsoUser {
+                corp_id: Some("dingcorp123".into()),
+                userid: "admin1".into(),
+                name: Some("管理员".into()),
+                email: None,
+                avatar: None,
+                is_admin: true,
+            }
+        );
+        assert_eq!(
+            env.calls_to(SSO_TOKEN),
+            2,
+            "one refresh after the token error"
+        );
+        assert!(env.requests[1]
+            .url
+            .ends_with("/v1.0/oauth2/ssoUserInfo?code=c%2F1"));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        sso_user_info(&mut client, &secret, "c2").unwrap();
+        assert_eq!(env.calls_to(SSO_TOKEN), 2, "the cached token is reused");
+        assert!(env.kv.contains_key("tok:sso:dingcorp123"));
+    }
+
+    #[test]
+    fn user_token_and_me() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/v1.0/oauth2/userAccessToken",
+            json!({"accessToken": "user-tok", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/contact/users/me",
+            json!({"unionId": "un1", "nick": "Z"}),
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        let token = user_token(&mut client, "code1").unwrap();
+        let person = me(&mut client, &token).unwrap();
+        assert_eq!(
+            (person.union_id.as_str(), person.nick.as_deref()),
+            ("un1", Some("Z"))
+        );
+        assert_eq!(
+            body_of(&env.requests[0]),
+            json!({"clientId": "dingappkey123", "clientSecret": s.corp.app_secret.expose(),
+                "code": "code1", "grantType": "authorization_code"})
+        );
+        assert!(env.requests[1]
+            .headers
+            .contains(&("x-acs-dingtalk-access-token".into(), "user-tok".into())));
+        env.answer("/v1.0/contact/users/me", json!({"nick": "Z"}));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert!(matches!(
+            me(&mut client, &AccessToken::new("t")),
+            Err(ApiError::Parse("unionId"))
+        ));
+    }
+}
