@@ -253,7 +253,8 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
 mod tests {
     use super::*;
     use crate::settings::tests::sample;
-    use crate::testing::{json_response, FakeEnv};
+    use crate::testing::FakeEnv;
+    use serde_json::json;
 
     #[test]
     fn exact_console_urls() {
@@ -274,17 +275,23 @@ mod tests {
     #[test]
     fn checks_decode_each_failure() {
         let mut env = FakeEnv::new();
-        env.respond(|r| {
-            Ok(if r.url.contains("/v1.0/oauth2/accessToken") {
-                json_response(200, r#"{"accessToken":"t","expireIn":7200}"#)
-            } else if r.url.contains("/topapi/v2/user/list") {
-                json_response(200, r#"{"errcode":88,"sub_code":"60011","errmsg":"no permission"}"#)
-            } else if r.url.contains("getuserinfo") {
-                json_response(200, r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中 request ip=198.51.100.9 appKey(x)"}"#)
-            } else {
-                json_response(400, r#"{"code":"invalidClientIdOrSecret","message":"bad"}"#)
-            })
-        });
+        env.answer(
+            "/v1.0/oauth2/accessToken",
+            json!({"accessToken": "t", "expireIn": 7200}),
+        );
+        env.answer(
+            "/topapi/v2/user/list",
+            json!({"errcode": 88, "sub_code": "60011", "errmsg": "no permission"}),
+        );
+        env.answer(
+            "/topapi/v2/user/getuserinfo",
+            json!({"errcode": 60020, "errmsg": "访问ip不在白名单之中 request ip=198.51.100.9 appKey(x)"}),
+        );
+        env.answer_status(
+            "/v1.0/oauth2/ssoAccessToken",
+            400,
+            json!({"code": "invalidClientIdOrSecret", "message": "bad"}),
+        );
         let g = guide(&mut env, &sample());
         let by = |n: &str| g.checks.iter().find(|c| c.name == n).unwrap().clone();
         assert!(by("app_credentials").passed);
