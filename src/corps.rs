@@ -1,7 +1,7 @@
 //! Editions (DESIGN §5): the configured corp, and in the commercial edition further bound corps
 //! stored in the key-value store (secrets stored, never returned).
 
-use crate::dingtalk::{Client, Endpoints};
+use crate::dingtalk::{oauth, Client, Endpoints};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::kv;
@@ -251,16 +251,17 @@ pub fn bind(
             .filter(|s| !s.is_empty())
             .map(SsoSecret::new),
     };
-    // Live check before storing: a fresh token proves AppKey/AppSecret.
+    // Live check before storing: a fresh token proves AppKey/AppSecret, a fresh SSO token the
+    // SSOsecret.
     let endpoints = Endpoints::from_settings(settings);
     env.kv_delete(&format!("tok:app:{}", app.app_key))?;
     {
         let mut client = Client::new(env, &endpoints, &app);
-        client.app_token().map_err(|e| e.to_failure("qyapi_base"))?;
-    }
-    if let Some(sso) = &app.sso_secret {
-        crate::login::fetch_sso_token(env, &endpoints, &app.corp_id, sso)
-            .map_err(|e| e.to_failure("qyapi_get_omp_sso_userinfo"))?;
+        oauth::app_token(&mut client).map_err(|e| e.to_failure("qyapi_base"))?;
+        if let Some(sso) = &app.sso_secret {
+            oauth::fresh_sso_token(&mut client, sso)
+                .map_err(|e| e.to_failure("qyapi_get_omp_sso_userinfo"))?;
+        }
     }
     let stored = StoredCorp {
         corp_id: app.corp_id.clone(),

@@ -2,11 +2,11 @@
 //! the DingTalk developer console, the permissions to enable, and live checks that call DingTalk
 //! once each and name the one action that fixes a failure.
 
-use crate::dingtalk::{Client, Endpoints, Problem};
+use crate::dingtalk::records::ROOT_DEPT;
+use crate::dingtalk::{contacts, oauth, ApiError, Client, Endpoints, Problem};
 use crate::env::Env;
 use crate::settings::Settings;
 use serde::Serialize;
-use serde_json::json;
 
 /// A permission point to enable (seed step 6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -116,11 +116,7 @@ pub fn urls(settings: &Settings) -> (String, String, String, String, String) {
     )
 }
 
-fn check_from(
-    name: &'static str,
-    result: Result<String, crate::dingtalk::ApiError>,
-    permission: &str,
-) -> Check {
+fn check_from(name: &'static str, result: Result<String, ApiError>, permission: &str) -> Check {
     match result {
         Ok(detail) => Check {
             name,
@@ -149,18 +145,13 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
         let mut client = Client::new(env, &endpoints, &settings.corp);
         client.throttle_retries = 0;
         // 1. Credentials: a fresh token (never the cached one).
-        let credentials = client
-            .fresh_app_token()
+        let credentials = oauth::fresh_app_token(&mut client)
             .map(|_| "AppKey and AppSecret accepted; a token was issued".to_string());
         let credentials_ok = credentials.is_ok();
         checks.push(check_from("app_credentials", credentials, "qyapi_base"));
         if credentials_ok {
             // 2. Contacts permission: one user-list page of the root department.
-            let contacts = client
-                .oapi_post(
-                    "/topapi/v2/user/list",
-                    &json!({"dept_id": 1, "cursor": 0, "size": 1}),
-                )
+            let contacts = contacts::user_list(&mut client, ROOT_DEPT, 0, 1)
                 .map(|_| "the app may read departments' members".to_string());
             checks.push(check_from(
                 "contacts_permission",
@@ -168,11 +159,11 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
                 "qyapi_get_department_member",
             ));
             // 4. IP whitelist: a login exchange with a dummy code passes the whitelist and fails on the code.
-            let ip = match client.oapi_post(
-                "/topapi/v2/user/getuserinfo",
-                &json!({"code": "setup-check"}),
-            ) {
-                Ok(_) => Ok("the server's egress IP is accepted".to_string()),
+            let ip = match contacts::user_info_by_code(&mut client, "setup-check") {
+                // An answer, even one without a user, passed the whitelist.
+                Ok(_) | Err(ApiError::Parse(_)) => {
+                    Ok("the server's egress IP is accepted".to_string())
+                }
                 Err(e) if e.problem() == Problem::IpNotWhitelisted => Err(e),
                 Err(e)
                     if matches!(
@@ -196,8 +187,9 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
             action: Some("Copy the SSOsecret from 基本信息 → 开发信息（旧版） in the DingTalk developer console into sso_secret (set-up step 9).".into()),
         }),
         Some(secret) => {
-            let r = crate::login::fetch_sso_token(env, &endpoints, &settings.corp.corp_id, secret)
-                .map(|_| "the SSOsecret is accepted".to_string());
+            // Like the login's SSO client: the default throttling retry.
+            let mut client = Client::new(env, &endpoints, &settings.corp);
+            let r = oauth::fresh_sso_token(&mut client, secret).map(|_| "the SSOsecret is accepted".to_string());
             let mut check = check_from("sso_secret", r, "qyapi_get_omp_sso_userinfo");
             if !check.passed {
                 check.action = Some("Copy the SSOsecret again from 基本信息 → 开发信息（旧版） in the DingTalk developer console (set-up step 9); an admin must click 查看 to reveal it.".into());
@@ -261,7 +253,8 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
 mod tests {
     use super::*;
     use crate::settings::tests::sample;
-    use crate::testing::{json_response, FakeEnv};
+    use crate::testing::FakeEnv;
+    use serde_json::json;
 
     #[test]
     fn exact_console_urls() {
@@ -282,17 +275,23 @@ mod tests {
     #[test]
     fn checks_decode_each_failure() {
         let mut env = FakeEnv::new();
-        env.respond(|r| {
-            Ok(if r.url.contains("/v1.0/oauth2/accessToken") {
-                json_response(200, r#"{"accessToken":"t","expireIn":7200}"#)
-            } else if r.url.contains("/topapi/v2/user/list") {
-                json_response(200, r#"{"errcode":88,"sub_code":"60011","errmsg":"no permission"}"#)
-            } else if r.url.contains("getuserinfo") {
-                json_response(200, r#"{"errcode":60020,"errmsg":"访问ip不在白名单之中 request ip=198.51.100.9 appKey(x)"}"#)
-            } else {
-                json_response(400, r#"{"code":"invalidClientIdOrSecret","message":"bad"}"#)
-            })
-        });
+        env.answer(
+            "/v1.0/oauth2/accessToken",
+            json!({"accessToken": "t", "expireIn": 7200}),
+        );
+        env.answer(
+            "/topapi/v2/user/list",
+            json!({"errcode": 88, "sub_code": "60011", "errmsg": "no permission"}),
+        );
+        env.answer(
+            "/topapi/v2/user/getuserinfo",
+            json!({"errcode": 60020, "errmsg": "访问ip不在白名单之中 request ip=198.51.100.9 appKey(x)"}),
+        );
+        env.answer_status(
+            "/v1.0/oauth2/ssoAccessToken",
+            400,
+            json!({"code": "invalidClientIdOrSecret", "message": "bad"}),
+        );
         let g = guide(&mut env, &sample());
         let by = |n: &str| g.checks.iter().find(|c| c.name == n).unwrap().clone();
         assert!(by("app_credentials").passed);

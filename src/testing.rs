@@ -1,10 +1,82 @@
-//! Test doubles for the core: a deterministic [`Env`] with an in-memory store and a scripted
-//! DingTalk.
+//! Test doubles for the core: a deterministic [`Env`] with an in-memory store and one shared
+//! fake DingTalk, scripted by path.
+//!
+//! ```ignore
+//! let mut env = FakeEnv::new();
+//! env.answer("/topapi/v2/user/get", json!({"errcode": 0, "result": {"userid": "u1"}}));
+//! env.answer_seq("/topapi/v2/user/list", vec![(200, json!({"errcode": 90018})), (200, ok)]);
+//! env.route("/v1.0/todo/*", move |r| …);   // a handler for stateful fakes
+//! ```
+//!
+//! Once anything is scripted, the app-token path `/v1.0/oauth2/accessToken` answers
+//! `{"accessToken":"tok{n}","expireIn":7200}` (n counts from 1, see [`FakeEnv::tokens_issued`])
+//! unless it is scripted itself, and an unscripted path answers 404 in the new API's format.
+//! Before anything is scripted every call answers 500.
 
 use crate::env::{Env, HttpRequest, HttpResponse, KvError, TransportError};
+use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 type Responder = Box<dyn FnMut(&HttpRequest) -> Result<HttpResponse, TransportError>>;
+type Handler = Box<dyn FnMut(&HttpRequest) -> HttpResponse>;
+
+/// The app-token path the fake DingTalk answers by itself.
+pub const TOKEN_PATH: &str = "/v1.0/oauth2/accessToken";
+
+/// One scripted path: exact, or a prefix when the pattern ends with `*`.
+struct Route {
+    pattern: String,
+    handler: Handler,
+}
+
+impl Route {
+    fn matches(&self, path: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == self.pattern,
+        }
+    }
+}
+
+/// The fake DingTalk's script: routes (the latest matching one answers) and tokens issued.
+#[derive(Default)]
+struct Script {
+    routes: Vec<Route>,
+    tokens: u32,
+}
+
+impl Script {
+    fn answer(&mut self, request: &HttpRequest) -> HttpResponse {
+        let path = path_of(request);
+        if let Some(route) = self.routes.iter_mut().rev().find(|r| r.matches(&path)) {
+            return (route.handler)(request);
+        }
+        if self.routes.is_empty() {
+            return json_response(500, "{}");
+        }
+        if path == TOKEN_PATH {
+            self.tokens += 1;
+            let body = format!(r#"{{"accessToken":"tok{}","expireIn":7200}}"#, self.tokens);
+            return json_response(200, &body);
+        }
+        json_response(404, r#"{"code":"NotFound","message":"no route"}"#)
+    }
+}
+
+/// The path of a request's URL, without host and query.
+pub fn path_of(request: &HttpRequest) -> String {
+    let u = request.redacted_url();
+    let start = u.find("://").map(|i| i + 3).unwrap_or(0);
+    let path = u[start..].find('/').map(|i| &u[start + i..]).unwrap_or("");
+    path.split('?').next().unwrap_or("").to_string()
+}
+
+/// A request's JSON body (`Null` when there is none or it is not JSON).
+pub fn body_of(request: &HttpRequest) -> Value {
+    serde_json::from_slice(&request.body).unwrap_or(Value::Null)
+}
 
 /// A deterministic environment.
 pub struct FakeEnv {
@@ -16,25 +88,73 @@ pub struct FakeEnv {
     pub requests: Vec<HttpRequest>,
     /// Log lines.
     pub logs: Vec<String>,
-    /// Answers outgoing requests.
+    /// Answers outgoing requests (by default: the scripted fake DingTalk).
     pub responder: Responder,
+    script: Rc<RefCell<Script>>,
     counter: u8,
 }
 
 impl FakeEnv {
-    /// A fake at t = 1_700_000_000_000 whose DingTalk answers 500 to everything.
+    /// A fake at t = 1_700_000_000_000 whose DingTalk answers 500 to everything until scripted.
     pub fn new() -> Self {
+        let script = Rc::new(RefCell::new(Script::default()));
+        let s = script.clone();
         FakeEnv {
             now: 1_700_000_000_000,
             kv: BTreeMap::new(),
             requests: Vec::new(),
             logs: Vec::new(),
-            responder: Box::new(|_| Ok(json_response(500, "{}"))),
+            responder: Box::new(move |r| Ok(s.borrow_mut().answer(r))),
+            script,
             counter: 0,
         }
     }
 
-    /// Replaces the scripted DingTalk.
+    /// Scripts every call of `path` (exact; a trailing `*` makes it a prefix) to be answered by
+    /// `handler`. The latest script for a path wins.
+    pub fn route(
+        &mut self,
+        path: &str,
+        handler: impl FnMut(&HttpRequest) -> HttpResponse + 'static,
+    ) {
+        self.script.borrow_mut().routes.push(Route {
+            pattern: path.to_string(),
+            handler: Box::new(handler),
+        });
+    }
+
+    /// Scripts every call of `path` to answer HTTP 200 with `body`.
+    pub fn answer(&mut self, path: &str, body: Value) {
+        self.answer_status(path, 200, body);
+    }
+
+    /// Scripts every call of `path` to answer `status` with `body`.
+    pub fn answer_status(&mut self, path: &str, status: u16, body: Value) {
+        let text = body.to_string();
+        self.route(path, move |_| json_response(status, &text));
+    }
+
+    /// Scripts the calls of `path` to answer `answers` in order; the last one repeats.
+    pub fn answer_seq(&mut self, path: &str, answers: Vec<(u16, Value)>) {
+        let mut n = 0;
+        self.route(path, move |_| {
+            let (status, body) = &answers[n.min(answers.len() - 1)];
+            n += 1;
+            json_response(*status, &body.to_string())
+        });
+    }
+
+    /// How many app tokens the fake DingTalk has issued by itself.
+    pub fn tokens_issued(&self) -> u32 {
+        self.script.borrow().tokens
+    }
+
+    /// How many calls were made to `path` (exact, without the query).
+    pub fn calls_to(&self, path: &str) -> usize {
+        self.requests.iter().filter(|r| path_of(r) == path).count()
+    }
+
+    /// Replaces the scripted DingTalk with a hand-written responder.
     pub fn respond(
         &mut self,
         f: impl FnMut(&HttpRequest) -> Result<HttpResponse, TransportError> + 'static,

@@ -30,8 +30,7 @@
 //! and departments (every pass reports every member and department).
 
 use crate::corps;
-use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
-use crate::directory;
+use crate::dingtalk::{contacts, ApiError, Client, Endpoints, Problem};
 use crate::directory::changelog;
 use crate::env::Env;
 use crate::events::crypto::CallbackCrypto;
@@ -40,7 +39,7 @@ use crate::failure::Failure;
 use crate::kv;
 use crate::model::{DirectoryChange, SequencedChange};
 use crate::settings::{CorpApp, Settings};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha1::{Digest, Sha1};
 
 /// Largest request body accepted.
@@ -393,11 +392,8 @@ fn fetch_members(
     client.throttle_retries = 0;
     let mut out = Vec::new();
     for userid in ids.iter().take(MAX_DETAIL_FETCHES) {
-        match client.oapi_post("/topapi/v2/user/get", &json!({"userid": userid})) {
-            Ok(v) => match v
-                .get("result")
-                .and_then(|r| directory::member_from_json(&app.corp_id, r))
-            {
+        match contacts::user_get(&mut client, userid) {
+            Ok(user) => match user.to_member(&app.corp_id) {
                 Some(member) => out.push(DirectoryChange::MemberUpserted { member }),
                 None => client
                     .env()
@@ -425,11 +421,8 @@ fn fetch_departments(
     client.throttle_retries = 0;
     let mut out = Vec::new();
     for dept_id in ids.iter().take(MAX_DETAIL_FETCHES) {
-        match client.oapi_post("/topapi/v2/department/get", &json!({"dept_id": dept_id})) {
-            Ok(v) => match v
-                .get("result")
-                .and_then(|r| directory::department_from_json(&app.corp_id, r))
-            {
+        match contacts::department_get(&mut client, *dept_id) {
+            Ok(detail) => match detail.department {
                 Some(department) => out.push(DirectoryChange::DepartmentUpserted { department }),
                 None => client
                     .env()
@@ -457,6 +450,7 @@ mod tests {
     fn handle(env: &mut FakeEnv, s: &Settings, request: &Request) -> Routed {
         crate::web::router::events(env, s, request)
     }
+    use serde_json::json;
     use std::cell::RefCell;
     use std::rc::Rc;
 

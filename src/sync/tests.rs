@@ -1,6 +1,7 @@
 use super::*;
 use crate::settings::tests::sample_raw;
-use crate::testing::{json_response, FakeEnv};
+use crate::testing::{body_of, json_response, path_of, FakeEnv};
+use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
@@ -138,26 +139,21 @@ impl Org {
     }
 }
 
+/// Serves `org` through the shared fake DingTalk: its three contacts endpoints answer from the
+/// organisation (and its injected answers); tokens come from the fake itself.
 fn fake(env: &mut FakeEnv, org: Org) -> Rc<RefCell<Org>> {
     let org = Rc::new(RefCell::new(org));
-    let o = org.clone();
-    env.respond(move |r| {
-        let path = r
-            .redacted_url()
-            .split(".com")
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        if path == "/v1.0/oauth2/accessToken" {
-            return Ok(json_response(
-                200,
-                r#"{"accessToken":"tok","expireIn":7200}"#,
-            ));
-        }
-        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        let answer = o.borrow_mut().answer(&path, &body);
-        Ok(json_response(200, &answer))
-    });
+    for path in [
+        "/topapi/v2/department/get",
+        "/topapi/v2/department/listsub",
+        "/topapi/v2/user/list",
+    ] {
+        let o = org.clone();
+        env.route(path, move |r| {
+            let answer = o.borrow_mut().answer(&path_of(r), &body_of(r));
+            json_response(200, &answer)
+        });
+    }
     org
 }
 
