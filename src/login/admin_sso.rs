@@ -3,15 +3,11 @@
 
 use super::{check_code, corp_param_failure, safe_return_to, LoginResult, LoginStep};
 use crate::corps;
-use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
+use crate::dingtalk::{oauth, ApiError, Client, Endpoints, Problem};
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::kv;
 use crate::model::{Identity, Via};
-use crate::secret::{AccessToken, SsoSecret};
-use crate::settings::{CorpApp, Settings};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use crate::settings::Settings;
 
 /// An admin-backend login request as the router parsed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,72 +18,6 @@ pub struct AdminSsoRequest {
     pub code: Option<String>,
     /// Where the platform should land the admin afterwards.
     pub return_to: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CachedSso {
-    t: String,
-    exp: u64,
-}
-
-/// Fetches an SSO access token (`v1.0/oauth2/ssoAccessToken`) and caches it per corp.
-pub fn fetch_sso_token(
-    env: &mut dyn Env,
-    endpoints: &Endpoints,
-    corp_id: &str,
-    sso_secret: &SsoSecret,
-) -> Result<AccessToken, ApiError> {
-    let app = CorpApp {
-        corp_id: corp_id.to_string(),
-        corp_name: String::new(),
-        agent_id: String::new(),
-        app_key: String::new(),
-        app_secret: crate::secret::AppSecret::new(""),
-        sso_secret: None,
-    };
-    let mut client = Client::new(env, endpoints, &app);
-    let value = client.api_call_with(
-        "POST",
-        "/v1.0/oauth2/ssoAccessToken",
-        None,
-        Some(&json!({"corpid": corp_id, "ssoSecret": sso_secret.expose()})),
-    )?;
-    let token = value
-        .get("accessToken")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Parse("accessToken"))?
-        .to_string();
-    let expire_in = value
-        .get("expireIn")
-        .and_then(Value::as_u64)
-        .unwrap_or(3600)
-        .clamp(60, 7 * 24 * 3600);
-    let exp = env.now_ms() + expire_in * 1000;
-    kv::put_json(
-        env,
-        &format!("tok:sso:{corp_id}"),
-        &CachedSso {
-            t: token.clone(),
-            exp,
-        },
-    )
-    .map_err(ApiError::Store)?;
-    Ok(AccessToken::new(token))
-}
-
-fn sso_token(
-    env: &mut dyn Env,
-    endpoints: &Endpoints,
-    corp_id: &str,
-    secret: &SsoSecret,
-) -> Result<AccessToken, ApiError> {
-    let cached: Option<CachedSso> =
-        kv::get_json(env, &format!("tok:sso:{corp_id}")).map_err(ApiError::Store)?;
-    match cached {
-        Some(c) if c.exp > env.now_ms() + 60_000 => Ok(AccessToken::new(c.t)),
-        _ => fetch_sso_token(env, endpoints, corp_id, secret),
-    }
 }
 
 /// R3: `code` from DingTalk's admin console → SSO user info → the admin's identity.
@@ -111,43 +41,14 @@ pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest)
         "管理后台免登需要 SSOsecret。请在钉钉开发者后台“基本信息 → 开发信息（旧版）”复制 SSOsecret 并填入插件设置（步骤 9）。",
     ))?;
     let endpoints = Endpoints::from_settings(settings);
-    let path = format!(
-        "/v1.0/oauth2/ssoUserInfo?code={}",
-        crate::dingtalk::encode(&code)
-    );
-    let mut retried = false;
-    let info = loop {
-        let token =
-            sso_token(env, &endpoints, &app.corp_id, &secret).map_err(|e| sso_failure(&e))?;
-        let mut client = Client::new(env, &endpoints, &app);
-        match client.api_call_with("GET", &path, Some(&token), None) {
-            Ok(v) => break v,
-            Err(e) if e.problem() == Problem::TokenInvalid && !retried => {
-                retried = true;
-                env.kv_delete(&format!("tok:sso:{}", app.corp_id))?;
-            }
-            Err(e) => return Err(sso_failure(&e)),
-        }
-    };
-    let s = |k: &str| {
-        info.get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(String::from)
-    };
-    if let Some(reported) = s("corpId") {
+    let mut client = Client::new(env, &endpoints, &app);
+    let info = oauth::sso_user_info(&mut client, &secret, &code).map_err(|e| sso_failure(&e))?;
+    if let Some(reported) = info.corp_id.as_deref() {
         if reported != app.corp_id {
-            return Err(corps::not_served(settings, &reported));
+            return Err(corps::not_served(settings, reported));
         }
     }
-    let userid = s("userId")
-        .ok_or_else(|| ApiError::Parse("userId").to_failure("qyapi_get_omp_sso_userinfo"))?;
-    if !info
-        .get("isAdmin")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    if !info.is_admin {
         return Err(Failure::new(
             403,
             "not_an_admin",
@@ -157,12 +58,12 @@ pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest)
     }
     let identity = Identity {
         corp_id: app.corp_id.clone(),
-        userid,
+        userid: info.userid,
         unionid: String::new(),
-        name: s("userName").unwrap_or_default(),
+        name: info.name.unwrap_or_default(),
         mobile: None,
-        email: s("email"),
-        avatar: s("avatar"),
+        email: info.email,
+        avatar: info.avatar,
         dept_ids: Vec::new(),
         is_admin: true,
         // DingTalk's SSO API says "admin" without the level; 1 = administrator.

@@ -3,12 +3,11 @@
 
 use super::{check_code, corp_param_failure, enrich, safe_return_to, LoginResult, LoginStep};
 use crate::corps;
-use crate::dingtalk::{ApiError, Client, Endpoints};
+use crate::dingtalk::{contacts, Client, Endpoints};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::model::{Identity, Via};
 use crate::settings::Settings;
-use serde_json::{json, Value};
 
 /// An in-app login request as the router parsed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,29 +49,19 @@ pub fn sign_in(
     )?;
     let endpoints = Endpoints::from_settings(settings);
     let mut client = Client::new(env, &endpoints, &app);
-    let info = client
-        .oapi_post("/topapi/v2/user/getuserinfo", &json!({"code": code}))
-        .map_err(|e| e.to_failure("qyapi_base"))?;
-    let r = info.get("result").cloned().unwrap_or(Value::Null);
-    let userid = r
-        .get("userid")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::Parse("result.userid").to_failure("qyapi_base"))?;
-    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let sys_level = r.get("sys_level").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let person =
+        contacts::user_info_by_code(&mut client, &code).map_err(|e| e.to_failure("qyapi_base"))?;
     let mut identity = Identity {
         corp_id: app.corp_id.clone(),
-        userid: userid.to_string(),
-        unionid: text("unionid"),
-        name: text("name"),
+        userid: person.userid,
+        unionid: person.unionid.unwrap_or_default(),
+        name: person.name.unwrap_or_default(),
         mobile: None,
         email: None,
         avatar: None,
         dept_ids: Vec::new(),
-        is_admin: r.get("sys").and_then(Value::as_bool).unwrap_or(false)
-            || matches!(sys_level, 1 | 2),
-        admin_level: sys_level,
+        is_admin: person.sys || matches!(person.sys_level, 1 | 2),
+        admin_level: person.sys_level,
         via,
         requires_sms_binding: false,
         return_to: safe_return_to(request.return_to),

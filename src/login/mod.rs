@@ -9,15 +9,13 @@ pub mod handoff;
 pub mod inapp;
 pub mod qr;
 
-pub use admin_sso::fetch_sso_token;
 pub use handoff::{mint_ticket, redeem_ticket};
 
-use crate::dingtalk::{Client, Problem};
+use crate::dingtalk::{contacts, Client, Problem};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::model::{CorpOption, Identity};
 use crate::settings::{CorpApp, Edition, Settings};
-use serde_json::{json, Value};
 
 /// Length in bytes of every random id a login flow issues (tickets, states, choices, bindings).
 pub(crate) const ID_BYTES: usize = 24;
@@ -137,9 +135,8 @@ pub(crate) fn first_binding_rule(
 /// trusted (never the cross-org account profile). A missing permission degrades the identity
 /// (no departments) instead of failing the login.
 pub(crate) fn enrich(client: &mut Client<'_>, identity: &mut Identity) -> Result<(), Failure> {
-    let result = client.oapi_post("/topapi/v2/user/get", &json!({"userid": identity.userid}));
-    let value = match result {
-        Ok(v) => v,
+    let record = match contacts::user_get(client, &identity.userid) {
+        Ok(record) => record,
         Err(e)
             if matches!(
                 e.problem(),
@@ -153,31 +150,17 @@ pub(crate) fn enrich(client: &mut Client<'_>, identity: &mut Identity) -> Result
         }
         Err(e) => return Err(e.to_failure("qyapi_get_member")),
     };
-    let r = value.get("result").cloned().unwrap_or(Value::Null);
-    let s = |k: &str| {
-        r.get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(String::from)
-    };
-    if let Some(name) = s("name") {
+    if let Some(name) = record.name.clone() {
         identity.name = name;
     }
     if identity.unionid.is_empty() {
-        identity.unionid = s("unionid").unwrap_or_default();
+        identity.unionid = record.unionid.clone().unwrap_or_default();
     }
-    identity.mobile = s("mobile");
-    identity.email = s("org_email").or_else(|| s("email"));
-    identity.avatar = s("avatar");
-    identity.dept_ids = r
-        .get("dept_id_list")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
-    if let Some(admin) = r.get("admin").and_then(Value::as_bool) {
-        identity.is_admin = identity.is_admin || admin;
-    }
+    identity.email = record.login_email().map(String::from);
+    identity.mobile = record.mobile;
+    identity.avatar = record.avatar;
+    identity.dept_ids = record.dept_ids;
+    identity.is_admin = identity.is_admin || record.admin.unwrap_or(false);
     Ok(())
 }
 

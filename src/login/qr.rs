@@ -7,15 +7,14 @@ use super::{
     LoginStep, ID_BYTES,
 };
 use crate::corps;
-use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
+use crate::dingtalk::{contacts, oauth, Client, Endpoints};
 use crate::env::{random_id, Env};
 use crate::failure::Failure;
 use crate::kv;
 use crate::model::{CorpOption, Identity, Via};
-use crate::secret::{AccessToken, PlatformToken};
+use crate::secret::PlatformToken;
 use crate::settings::{CorpApp, Settings};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 /// OAuth `state` lives this long.
 pub const STATE_TTL_MS: u64 = 10 * 60_000;
@@ -186,55 +185,11 @@ fn consume_state(
 
 /// The person's unionId from a QR/OAuth code: `userAccessToken`, then `users/me`. Only the
 /// unionId is taken from the account profile; everything else comes from the org's own record.
-fn unionid_from_code(
-    client: &mut Client<'_>,
-    app: &CorpApp,
-    code: &str,
-) -> Result<String, Failure> {
-    let user_token = client
-        .api_call_with(
-            "POST",
-            "/v1.0/oauth2/userAccessToken",
-            None,
-            Some(&json!({
-                "clientId": app.app_key,
-                "clientSecret": app.app_secret.expose(),
-                "code": code,
-                "grantType": "authorization_code",
-            })),
-        )
-        .map_err(|e| e.to_failure("open_app_api_base"))?;
-    let access = user_token
-        .get("accessToken")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Parse("accessToken").to_failure("open_app_api_base"))?;
-    let access = AccessToken::new(access);
-    let me = client
-        .api_call_with("GET", "/v1.0/contact/users/me", Some(&access), None)
-        .map_err(|e| e.to_failure("Contact.User.Read"))?;
-    me.get("unionId")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-        .map(String::from)
-        .ok_or_else(|| ApiError::Parse("unionId").to_failure("Contact.User.Read"))
-}
-
-/// The member's userid in `app`'s org, or `None` when the person is not an internal member.
-fn userid_in(client: &mut Client<'_>, unionid: &str) -> Result<Option<String>, ApiError> {
-    match client.oapi_post("/topapi/user/getbyunionid", &json!({"unionid": unionid})) {
-        Ok(v) => {
-            let userid = v
-                .pointer("/result/userid")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())
-                .map(String::from);
-            let external = v.pointer("/result/contact_type").and_then(Value::as_i64) == Some(1);
-            Ok(userid.filter(|_| !external))
-        }
-        Err(e) if e.problem() == Problem::NotMember => Ok(None),
-        Err(e) => Err(e),
-    }
+fn unionid_from_code(client: &mut Client<'_>, code: &str) -> Result<String, Failure> {
+    let user_token =
+        oauth::user_token(client, code).map_err(|e| e.to_failure("open_app_api_base"))?;
+    let me = oauth::me(client, &user_token).map_err(|e| e.to_failure("Contact.User.Read"))?;
+    Ok(me.union_id)
 }
 
 /// R4: `state` check, code → user token → unionId → userid per candidate corp → identity, or
@@ -277,11 +232,7 @@ pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest
     )?;
     let login_app = corps::resolve(env, settings, state.corp_id.as_deref())?;
     let endpoints = Endpoints::from_settings(settings);
-    let unionid = unionid_from_code(
-        &mut Client::new(env, &endpoints, &login_app),
-        &login_app,
-        &code,
-    )?;
+    let unionid = unionid_from_code(&mut Client::new(env, &endpoints, &login_app), &code)?;
     let candidates = match &state.corp_id {
         Some(_) => vec![login_app],
         None => corps::all(env, settings)?,
@@ -289,7 +240,7 @@ pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest
     let mut members: Vec<(CorpApp, String)> = Vec::new();
     let mut last_error = None;
     for app in candidates {
-        match userid_in(&mut Client::new(env, &endpoints, &app), &unionid) {
+        match contacts::userid_by_unionid(&mut Client::new(env, &endpoints, &app), &unionid) {
             Ok(Some(userid)) => members.push((app, userid)),
             Ok(None) => {}
             Err(e) => last_error = Some(e),
