@@ -16,6 +16,7 @@ pub mod kv;
 pub mod login;
 pub mod model;
 pub mod notify;
+pub mod operations;
 pub mod secret;
 pub mod settings;
 pub mod setup;

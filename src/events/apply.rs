@@ -2,7 +2,7 @@
 //!
 //! Order of checks, each failing with a JSON failure and never a panic:
 //! 1. events configured (`event_token`, `event_aes_key`), else 503;
-//! 2. body at most 64 KiB (413), query `msg_signature`|`signature`, `timestamp`|`timeStamp` and
+//! 2. body at most `web::http::MAX_BODY` (413, checked by the router), query `msg_signature`|`signature`, `timestamp`|`timeStamp` and
 //!    `nonce` present, body `{"encrypt": "…"}` (400);
 //! 3. signature over the received `encrypt`, compared in constant time, **before** anything is
 //!    decrypted (403);
@@ -42,8 +42,6 @@ use crate::settings::{CorpApp, Settings};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
 /// Requests whose timestamp is further than this from now are refused.
 pub const TIMESTAMP_WINDOW_MS: u64 = 3600 * 1000;
 /// Most detail calls (`user/get`, `department/get`) made for one event: below DingTalk's 20
@@ -132,14 +130,6 @@ pub fn receive(
     request: &EventPush,
 ) -> Result<EventAnswer, Failure> {
     let keys = settings.events.as_ref().ok_or_else(not_configured)?;
-    if request.body.len() > MAX_BODY {
-        return Err(Failure::new(
-            413,
-            "body_too_large",
-            "The event body is larger than 64 KiB.",
-            "事件请求体超过 64 KiB。",
-        ));
-    }
     let missing = |name: &str| {
         bad(
             "missing_parameter",
@@ -657,7 +647,11 @@ mod tests {
             (with_body(b"not json"), 400, "invalid_body"),
             (with_body(b"{}"), 400, "invalid_body"),
             (with_body(br#"{"encrypt": 5}"#), 400, "invalid_body"),
-            (with_body(&vec![b' '; MAX_BODY + 1]), 413, "body_too_large"),
+            (
+                with_body(&vec![b' '; crate::web::http::MAX_BODY + 1]),
+                413,
+                "body_too_large",
+            ),
             (
                 Request {
                     query: None,

@@ -2,12 +2,9 @@
 
 use super::host::{load_settings, WasiEnv};
 use crate::env::Env;
-use crate::web::http::Request;
+use crate::web::http::{Request, MAX_BODY};
 use crate::web::router::{handle, Mode};
 use spin_sdk::http::{Request as SpinRequest, Response as SpinResponse};
-
-/// Largest request body the plugin reads (events and API bodies are far smaller).
-const MAX_REQUEST_BODY: usize = 256 * 1024;
 
 #[spin_sdk::http_component]
 fn handle_request(req: SpinRequest) -> SpinResponse {
@@ -23,19 +20,13 @@ fn handle_request(req: SpinRequest) -> SpinResponse {
         })
         .collect();
     let mut body = req.body().to_vec();
-    let too_large = body.len() > MAX_REQUEST_BODY;
+    let too_large = body.len() > MAX_BODY;
     if too_large {
         body.clear();
     }
     let request = Request::new(&method, req.uri(), headers, body);
     let routed = if too_large {
-        let failure = crate::failure::Failure::new(
-            413,
-            "body_too_large",
-            "The request body is too large.",
-            "请求体过大。",
-        );
-        crate::web::router::Routed::json_failure(failure)
+        crate::web::router::Routed::json_failure(crate::web::router::body_too_large())
     } else {
         match load_settings() {
             Ok(raw) => handle(&mut env, &raw, &request, Mode::Http),

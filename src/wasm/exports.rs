@@ -11,7 +11,10 @@ pub(crate) mod bindings {
 use super::host::WasiEnv;
 use crate::failure::Failure;
 use crate::model;
+use crate::operations::{Answer, Operation};
 use crate::settings::{raw_from_pairs, Issue, Settings};
+use crate::web::http::Request;
+use crate::web::router::{Mode, Outcome, Routed};
 use bindings::dingtalk::plugin::types as wit;
 use bindings::exports::dingtalk::plugin::{config, corps, directory, notify, routes};
 
@@ -143,11 +146,25 @@ fn sequenced(s: model::SequencedChange) -> wit::SequencedChange {
     }
 }
 
+/// Runs one operation of the shared table (`crate::operations`) for a typed call.
+fn run(settings: &wit::Settings, operation: Operation) -> Result<Answer, wit::Failure> {
+    let settings = settings_or_failure(settings)?;
+    let mut env = WasiEnv::new();
+    crate::operations::run(&mut env, &settings, operation).map_err(failure)
+}
+
+/// The answer an operation gives by construction; anything else is an internal mismatch.
+fn mismatch() -> wit::Failure {
+    wit::Failure {
+        status: 500,
+        code: "internal".into(),
+        message: "The plugin answered an operation with the wrong kind of result.".into(),
+    }
+}
+
 impl config::Guest for Plugin {
     fn validate(settings: wit::Settings) -> Vec<wit::SettingIssue> {
-        parse(&settings)
-            .err()
-            .unwrap_or_default()
+        crate::operations::validate(&raw_from_pairs(settings))
             .iter()
             .map(issue)
             .collect()
@@ -157,6 +174,8 @@ impl config::Guest for Plugin {
         let settings =
             parse(&settings).map_err(|issues| issues.iter().map(issue).collect::<Vec<_>>())?;
         let mut env = WasiEnv::new();
+        // `Operation::SetupGuide`, called directly: this export answers invalid settings with
+        // their issues rather than one failure.
         let g = crate::setup::guide(&mut env, &settings);
         Ok(config::Guide {
             mobile_home_url: g.mobile_home_url,
@@ -192,18 +211,21 @@ impl routes::Guest for Plugin {
     fn handle(settings: wit::Settings, request: wit::HttpRequest) -> wit::Routed {
         let mut env = WasiEnv::new();
         let raw = raw_from_pairs(settings);
-        let req = crate::web::http::Request::new(
+        let req = Request::new(
             &request.method,
             &request.path_with_query,
             request.headers,
             request.body,
         );
-        let routed =
-            crate::web::router::handle(&mut env, &raw, &req, crate::web::router::Mode::Typed);
+        let routed = if req.body.len() > crate::web::http::MAX_BODY {
+            Routed::json_failure(crate::web::router::body_too_large())
+        } else {
+            crate::web::router::handle(&mut env, &raw, &req, Mode::Typed)
+        };
         let outcome = match routed.outcome {
-            crate::web::router::Outcome::None => wit::Outcome::None,
-            crate::web::router::Outcome::SignedIn(i) => wit::Outcome::SignedIn(identity(*i)),
-            crate::web::router::Outcome::CorpChoice(options) => wit::Outcome::CorpChoice(
+            Outcome::None => wit::Outcome::None,
+            Outcome::SignedIn(i) => wit::Outcome::SignedIn(identity(*i)),
+            Outcome::CorpChoice(options) => wit::Outcome::CorpChoice(
                 options
                     .into_iter()
                     .map(|o| wit::CorpOption {
@@ -212,10 +234,10 @@ impl routes::Guest for Plugin {
                     })
                     .collect(),
             ),
-            crate::web::router::Outcome::DirectoryChanged(changes) => {
+            Outcome::DirectoryChanged(changes) => {
                 wit::Outcome::DirectoryChanged(changes.into_iter().map(sequenced).collect())
             }
-            crate::web::router::Outcome::Failed(f) => wit::Outcome::Failed(failure(f)),
+            Outcome::Failed(f) => wit::Outcome::Failed(failure(f)),
         };
         wit::Routed {
             response: wit::HttpResponse {
@@ -231,22 +253,27 @@ impl routes::Guest for Plugin {
         settings: wit::Settings,
         ticket: String,
     ) -> Result<wit::Identity, wit::Failure> {
-        settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        crate::login::redeem_ticket(&mut env, &ticket)
-            .map(identity)
-            .map_err(failure)
+        match run(&settings, Operation::RedeemTicket { ticket })? {
+            Answer::Identity(i) => Ok(identity(*i)),
+            _ => Err(mismatch()),
+        }
     }
 }
 
 impl directory::Guest for Plugin {
     fn sync_step(
         settings: wit::Settings,
-        corp_id: String,
+        request: directory::SyncRequest,
     ) -> Result<directory::SyncBatch, wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        let b = crate::sync::step(&mut env, &settings, &corp_id).map_err(failure)?;
+        let request = crate::sync::StepRequest {
+            corp_id: request.corp_id,
+            ack: request.ack,
+            restart: request.restart,
+        };
+        let Answer::SyncBatch(b) = run(&settings, Operation::SyncStep(request))? else {
+            return Err(mismatch());
+        };
+        let b = *b;
         Ok(directory::SyncBatch {
             departments: b.departments.into_iter().map(department).collect(),
             members: b.members.into_iter().map(member).collect(),
@@ -260,6 +287,7 @@ impl directory::Guest for Plugin {
                 complete: b.progress.complete,
             },
             retry_after_ms: b.retry_after_ms,
+            cursor: b.cursor,
         })
     }
 
@@ -268,10 +296,9 @@ impl directory::Guest for Plugin {
         after: u64,
         limit: u32,
     ) -> Result<directory::ChangePage, wit::Failure> {
-        settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        let page =
-            crate::directory::changelog::read(&mut env, after, limit.min(1000)).map_err(failure)?;
+        let Answer::Changes(page) = run(&settings, Operation::Changes { after, limit })? else {
+            return Err(mismatch());
+        };
         Ok(directory::ChangePage {
             changes: page.changes.into_iter().map(sequenced).collect(),
             next_after: page.next_after,
@@ -284,8 +311,6 @@ impl notify::Guest for Plugin {
         settings: wit::Settings,
         todo: notify::Todo,
     ) -> Result<notify::TodoRef, wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
         let spec = crate::notify::TodoSpec {
             corp_id: todo.corp_id,
             source_id: todo.source_id,
@@ -297,13 +322,14 @@ impl notify::Guest for Plugin {
             detail_path: todo.detail_path,
             priority: todo.priority,
         };
-        crate::notify::create_todo(&mut env, &settings, &spec)
-            .map(|r| notify::TodoRef {
+        match run(&settings, Operation::CreateTodo(spec))? {
+            Answer::Todo(r) => Ok(notify::TodoRef {
                 task_id: r.task_id,
                 source_id: r.source_id,
                 created: r.created,
-            })
-            .map_err(failure)
+            }),
+            _ => Err(mismatch()),
+        }
     }
 
     fn complete_todo(
@@ -311,9 +337,7 @@ impl notify::Guest for Plugin {
         corp_id: String,
         source_id: String,
     ) -> Result<(), wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        crate::notify::complete_todo(&mut env, &settings, &corp_id, &source_id).map_err(failure)
+        run(&settings, Operation::CompleteTodo { corp_id, source_id }).map(drop)
     }
 
     fn delete_todo(
@@ -321,9 +345,7 @@ impl notify::Guest for Plugin {
         corp_id: String,
         source_id: String,
     ) -> Result<(), wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        crate::notify::delete_todo(&mut env, &settings, &corp_id, &source_id).map_err(failure)
+        run(&settings, Operation::DeleteTodo { corp_id, source_id }).map(drop)
     }
 
     fn send_message(
@@ -332,8 +354,6 @@ impl notify::Guest for Plugin {
         userids: Vec<String>,
         body: notify::MessageBody,
     ) -> Result<u64, wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
         let body = match body {
             notify::MessageBody::Text(content) => crate::notify::MessageBody::Text { content },
             notify::MessageBody::Markdown((title, text)) => {
@@ -346,7 +366,15 @@ impl notify::Guest for Plugin {
                 url: card.url,
             },
         };
-        crate::notify::send_message(&mut env, &settings, &corp_id, &userids, &body).map_err(failure)
+        let operation = Operation::SendMessage {
+            corp_id,
+            userids,
+            body,
+        };
+        match run(&settings, operation)? {
+            Answer::MessageSent(task_id) => Ok(task_id),
+            _ => Err(mismatch()),
+        }
     }
 }
 
@@ -355,8 +383,6 @@ impl corps::Guest for Plugin {
         settings: wit::Settings,
         binding: corps::CorpBinding,
     ) -> Result<corps::CorpSummary, wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
         let b = crate::corps::CorpBinding {
             corp_id: binding.corp_id,
             corp_name: binding.corp_name,
@@ -365,23 +391,29 @@ impl corps::Guest for Plugin {
             app_secret: binding.app_secret,
             sso_secret: binding.sso_secret,
         };
-        crate::corps::bind(&mut env, &settings, &b)
-            .map(summary)
-            .map_err(failure)
+        match run(&settings, Operation::BindCorp(b))? {
+            Answer::CorpBound(s) => Ok(summary(s)),
+            _ => Err(mismatch()),
+        }
     }
 
     fn list_corps(settings: wit::Settings) -> Result<Vec<corps::CorpSummary>, wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        crate::corps::list(&mut env, &settings)
-            .map(|v| v.into_iter().map(summary).collect())
-            .map_err(failure)
+        match run(&settings, Operation::ListCorps)? {
+            Answer::Corps(list) => Ok(list.into_iter().map(summary).collect()),
+            _ => Err(mismatch()),
+        }
     }
 
     fn unbind_corp(settings: wit::Settings, corp_id: String) -> Result<(), wit::Failure> {
-        let settings = settings_or_failure(&settings)?;
-        let mut env = WasiEnv::new();
-        crate::corps::unbind(&mut env, &settings, &corp_id).map_err(failure)
+        run(&settings, Operation::UnbindCorp { corp_id }).map(drop)
+    }
+
+    fn confirm_binding(
+        settings: wit::Settings,
+        corp_id: String,
+        userid: String,
+    ) -> Result<(), wit::Failure> {
+        run(&settings, Operation::ConfirmBinding { corp_id, userid }).map(drop)
     }
 }
 

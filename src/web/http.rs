@@ -2,6 +2,9 @@
 
 use crate::failure::Failure;
 
+/// Largest request body any route accepts (the platform API's JSON, DingTalk's event pushes).
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// An incoming request.
 #[derive(Debug, Clone, Default)]
 pub struct Request {

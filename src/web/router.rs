@@ -7,7 +7,7 @@ use crate::failure::Failure;
 use crate::login::{admin_sso, handoff, inapp, qr, LoginResult, LoginStep};
 use crate::model::{CorpOption, Identity, SequencedChange, Via};
 use crate::settings::{RawSettings, Settings};
-use crate::web::http::{Request, Response};
+use crate::web::http::{Request, Response, MAX_BODY};
 use crate::web::pages;
 
 /// Who is asking: the HTTP export (hand-off by ticket) or a typed call (identity returned).
@@ -160,7 +160,7 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
         Ok(s) => s,
         Err(issues) => {
             return match route {
-                Route::Api => crate::web::platform_api::handle_unconfigured(request, &issues),
+                Route::Api => crate::web::platform_api::handle_unconfigured(request, raw, &issues),
                 _ => {
                     let failure = pages::config_failure(&issues);
                     Routed {
@@ -193,6 +193,16 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
 /// `corpId` (or `corpid`, as some DingTalk clients spell it) from the query.
 fn corp_param(request: &Request) -> Option<String> {
     request.param("corpId").or_else(|| request.param("corpid"))
+}
+
+/// The answer to a body over [`MAX_BODY`].
+pub fn body_too_large() -> Failure {
+    Failure::new(
+        413,
+        "body_too_large",
+        format!("The request body is larger than {} KiB.", MAX_BODY / 1024),
+        format!("请求体超过 {} KiB。", MAX_BODY / 1024),
+    )
 }
 
 /// Parses a login route's request and runs its flow.
@@ -304,6 +314,9 @@ fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult
 /// R6: parses an event push, hands it to [`crate::events::apply::receive`] and answers with the
 /// encrypted `success` (or a JSON failure).
 pub(crate) fn events(env: &mut dyn Env, settings: &Settings, request: &Request) -> Routed {
+    if request.body.len() > MAX_BODY {
+        return Routed::json_failure(body_too_large());
+    }
     let push = EventPush {
         signature: request
             .param("msg_signature")
