@@ -1,7 +1,7 @@
 //! Editions (DESIGN §5): the configured corp, and in the commercial edition further bound corps
 //! stored in the key-value store (secrets stored, never returned).
 
-use crate::dingtalk::{oauth, Client, Endpoints};
+use crate::dingtalk::{oauth, ApiError, Client, Endpoints};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::kv;
@@ -187,6 +187,20 @@ fn field_failure(field: &str, what: &str) -> Failure {
     )
 }
 
+/// A refused ownership proof: DingTalk's `unauthorized.client` for the corp means the app
+/// belongs to another organisation; other errors keep their usual meaning.
+fn ownership_failure(e: &ApiError, corp_id: &str) -> Failure {
+    match e {
+        ApiError::New { code, .. } if code == "unauthorized.client" => Failure::new(
+            403,
+            "app_not_of_corp",
+            format!("DingTalk refused a token for this app in organisation {corp_id}: the app belongs to another organisation. Bind the app created in {corp_id}'s own developer console."),
+            format!("钉钉拒绝为该应用签发组织 {corp_id} 的令牌：该应用属于其他组织。请绑定在 {corp_id} 自己的开发者后台创建的应用。"),
+        ),
+        _ => e.to_failure("qyapi_base"),
+    }
+}
+
 /// Validates the credentials live (one token call, one SSO token call if given), then stores.
 pub fn bind(
     env: &mut dyn Env,
@@ -251,13 +265,24 @@ pub fn bind(
             .filter(|s| !s.is_empty())
             .map(SsoSecret::new),
     };
-    // Live check before storing: a fresh token proves AppKey/AppSecret, a fresh SSO token the
-    // SSOsecret.
+    // Never replace a binding silently: the platform unbinds first.
+    if env.kv_get(&corp_key(&app.corp_id))?.is_some() {
+        return Err(Failure::new(
+            409,
+            "corp_already_bound",
+            "This organisation is already bound. Unbind it first (DELETE /dingding/api/corps/{corp_id}) to bind other credentials.",
+            "该组织已绑定。如需更换凭据，请先解除绑定（DELETE /dingding/api/corps/{corp_id}）。",
+        ));
+    }
+    // Live check before storing: a token for the app *in the named corp* proves the AppKey and
+    // AppSecret and that the app belongs to that corp (docs/dingtalk-api.md §1.3, §13.9); a
+    // fresh SSO token proves the SSOsecret.
     let endpoints = Endpoints::from_settings(settings);
     env.kv_delete(&format!("tok:app:{}", app.app_key))?;
     {
         let mut client = Client::new(env, &endpoints, &app);
-        oauth::app_token(&mut client).map_err(|e| e.to_failure("qyapi_base"))?;
+        oauth::corp_token(&mut client, &app.corp_id)
+            .map_err(|e| ownership_failure(&e, &app.corp_id))?;
         if let Some(sso) = &app.sso_secret {
             oauth::fresh_sso_token(&mut client, sso)
                 .map_err(|e| e.to_failure("qyapi_get_omp_sso_userinfo"))?;
@@ -271,12 +296,9 @@ pub fn bind(
         app_secret: app.app_secret.expose().to_string(),
         sso_secret: app.sso_secret.as_ref().map(|s| s.expose().to_string()),
     };
-    let existed = env.kv_get(&corp_key(&app.corp_id))?.is_some();
     kv::put_json(env, &corp_key(&app.corp_id), &stored)?;
-    if !existed {
-        let n = env.kv_increment("corps:n", 1)?;
-        env.kv_set(&format!("corps:slot:{n}"), app.corp_id.as_bytes())?;
-    }
+    let n = env.kv_increment("corps:n", 1)?;
+    env.kv_set(&format!("corps:slot:{n}"), app.corp_id.as_bytes())?;
     Ok(summary(&app, false))
 }
 

@@ -6,25 +6,33 @@
 //! unit-tested natively; `wasm` holds the thin adapters to WASI and the WIT exports.
 #![deny(missing_docs)]
 
-pub mod corps;
-pub mod dingtalk;
-pub mod directory;
-pub mod env;
-pub mod events;
-pub mod failure;
-pub mod kv;
-pub mod login;
-pub mod model;
-pub mod notify;
-pub mod operations;
-pub mod secret;
-pub mod settings;
-pub mod setup;
-pub mod sync;
-pub mod web;
+mod corps;
+mod dingtalk;
+mod directory;
+mod env;
+mod events;
+mod failure;
+mod kv;
+mod login;
+mod model;
+mod notify;
+mod operations;
+mod secret;
+mod settings;
+mod setup;
+mod sync;
+mod web;
 
 #[cfg(test)]
-pub(crate) mod testing;
+mod testing;
+
+pub use env::Env;
+pub use failure::Failure;
+pub use model::{CorpOption, Department, DirectoryChange, Identity, Member, SequencedChange, Via};
+pub use operations::{run, validate, Answer, Operation, OperationSpec, TypedExport, OPERATIONS};
+pub use settings::{raw_from_pairs, Issue, RawSettings, Settings, KEYS, SECRET_KEYS};
+pub use web::http::{Request, Response, MAX_BODY};
+pub use web::router::{handle, Mode, Outcome, Routed};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -131,11 +131,6 @@ impl<'a> Client<'a> {
         oauth::app_token(self)
     }
 
-    /// A new app token fetched now, bypassing the cache (see [`oauth::fresh_app_token`]).
-    pub fn fresh_app_token(&mut self) -> Result<AccessToken, ApiError> {
-        oauth::fresh_app_token(self)
-    }
-
     /// Old API: `POST {oapi}{path}?access_token=…` with a JSON body and the app token; the
     /// `errcode` envelope is checked. Prefer the typed endpoints of the sibling modules.
     pub fn oapi_post(&mut self, path: &str, body: &Value) -> Result<Value, ApiError> {

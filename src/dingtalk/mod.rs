@@ -20,9 +20,8 @@ pub mod oauth;
 pub mod records;
 pub mod todo;
 
-pub use client::{decode_new, decode_old, Client};
+pub use client::Client;
 pub use error::{ApiError, Problem};
-pub use oauth::EARLY_REFRESH_MS;
 
 use crate::settings::Settings;
 

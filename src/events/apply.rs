@@ -218,16 +218,19 @@ pub fn receive(
         } else {
             bad(
                 "undecryptable",
-                format!("The event could not be decrypted ({e}); check event_aes_key."),
-                format!("事件无法解密（{e}）；请检查 event_aes_key。"),
+                format!("The event could not be decrypted ({}, DingTalk code {}); check event_aes_key.", e.code(), e.dingtalk_code()),
+                format!("事件无法解密（{}，钉钉错误码 {}）；请检查 event_aes_key。", e.code(), e.dingtalk_code()),
             )
         }
     })?;
     let event = parse_event(&decrypted.msg).map_err(|e| {
         bad(
             "invalid_event",
-            format!("The decrypted event is not a DingTalk event ({e})."),
-            format!("解密后的内容不是钉钉事件（{e}）。"),
+            format!(
+                "The decrypted event is not a DingTalk event ({}).",
+                e.code()
+            ),
+            format!("解密后的内容不是钉钉事件（{}）。", e.code()),
         )
     })?;
     let owner = decrypted.owner_key.as_str();

@@ -209,6 +209,7 @@ impl CallbackCrypto {
     /// # Errors
     ///
     /// As [`CallbackCrypto::decrypt_parts`].
+    #[cfg(test)]
     pub fn decrypt(&self, encrypt: &str) -> Result<String, CryptoError> {
         self.decrypt_parts(encrypt).map(|d| d.msg)
     }

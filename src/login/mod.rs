@@ -9,7 +9,7 @@ pub mod handoff;
 pub mod inapp;
 pub mod qr;
 
-pub use handoff::{mint_ticket, redeem_ticket};
+pub use handoff::redeem_ticket;
 
 use crate::dingtalk::{contacts, Client, Problem};
 use crate::env::Env;

@@ -20,7 +20,7 @@ mod message;
 mod todo;
 
 pub use message::send_message;
-pub use todo::{complete_todo, create_todo, delete_todo, unionid_of};
+pub use todo::{complete_todo, create_todo, delete_todo};
 
 /// Longest subject, in characters (docs §6.1).
 pub const MAX_SUBJECT_CHARS: usize = 1024;
