@@ -1,4 +1,4 @@
-//! Editions (DESIGN §5): the configured corp, and in the commercial edition further bound corps
+//! Editions (docs/http-contract.md §7): the configured corp, and in the commercial edition further bound corps
 //! stored in the key-value store (secrets stored, never returned).
 
 use crate::dingtalk::{oauth, ApiError, Client, Endpoints};

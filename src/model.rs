@@ -17,7 +17,7 @@ pub enum Via {
     AdminSso,
 }
 
-/// A signed-in member (DESIGN §3 identity JSON).
+/// A signed-in member (docs/http-contract.md §3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Organisation.

@@ -1,4 +1,4 @@
-//! Settings (DESIGN §4): parsed once into a typed [`Settings`], or every problem at once.
+//! Settings (docs/http-contract.md §6): parsed once into a typed [`Settings`], or every problem at once.
 //!
 //! Keys are the Spin variable names. A message never contains a secret's value.
 
@@ -636,7 +636,7 @@ pub(crate) mod tests {
 
     #[test]
     fn published_dingtalk_aes_keys_are_accepted() {
-        // V1, V3 and V4 of docs §8.9 do not decode under strict base64 (non-zero trailing bits).
+        // V1, V3 and V4 of docs/dingtalk-api.md §8.9 do not decode under strict base64 (non-zero trailing bits).
         for key in [
             "Yue0EfdN5900c1ce5cf6A152c63DDe1808a60c5ecd7",
             "4g5j64qlyl3zvetqxz5jiocdr586fn2zvjpa8zls3ij",

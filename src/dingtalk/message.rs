@@ -1,4 +1,4 @@
-//! Work notifications (工作通知, old API family, app token; docs §7).
+//! Work notifications (工作通知, old API family, app token; docs/dingtalk-api.md §7).
 
 use super::error::ApiError;
 use super::records::as_i64;

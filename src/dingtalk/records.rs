@@ -1,6 +1,6 @@
 //! Reading DingTalk's user and department JSON into typed records, tolerantly.
 //!
-//! Sources: `topapi/v2/user/list` list items and the `topapi/v2/user/get` result (docs §5.4, §5.6),
+//! Sources: `topapi/v2/user/list` list items and the `topapi/v2/user/get` result (docs/dingtalk-api.md §5.4, §5.6),
 //! `topapi/v2/department/listsub` items and the `topapi/v2/department/get` result (§5.1, §5.3).
 //! Every field may be missing or wrongly typed: numbers may arrive as strings and the other way
 //! round, booleans as `"true"`/`1`. Nothing here panics; a record without its id is `None`.
@@ -8,7 +8,7 @@
 use crate::model::{Department, Member};
 use serde_json::Value;
 
-/// The root department's id (docs §5: "根部门ID为1").
+/// The root department's id (docs/dingtalk-api.md §5: "根部门ID为1").
 pub const ROOT_DEPT: i64 = 1;
 
 /// Longest userid accepted (DingTalk's are far shorter); longer ones are treated as malformed.

@@ -1,4 +1,4 @@
-//! To-do endpoints (待办, new API family, app token; docs §6). A task belongs to its creator
+//! To-do endpoints (待办, new API family, app token; docs/dingtalk-api.md §6). A task belongs to its creator
 //! and every path names the owner's unionId: `/v1.0/todo/users/{unionId}/tasks…?operatorId=…`.
 
 use super::error::ApiError;

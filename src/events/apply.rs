@@ -1,4 +1,4 @@
-//! R6 `POST /dingding/events`: DingTalk event subscription over HTTP push (docs §8).
+//! R6 `POST /dingding/events`: DingTalk event subscription over HTTP push (docs/dingtalk-api.md §8).
 //!
 //! Order of checks, each failing with a JSON failure and never a panic:
 //! 1. events configured (`event_token`, `event_aes_key`), else 503;

@@ -1,4 +1,4 @@
-//! Work notifications (工作通知, docs §7): validation of the message and its recipients.
+//! Work notifications (工作通知, docs/dingtalk-api.md §7): validation of the message and its recipients.
 
 use super::{check_userid, invalid, platform_url, MessageBody};
 use super::{MAX_MESSAGE_BYTES, MAX_RECIPIENTS};
@@ -21,7 +21,7 @@ fn non_empty(field: &str, value: &str) -> Result<(), Failure> {
     }
 }
 
-/// The `msg` object of `asyncsend_v2` for `body` (docs §7), validated.
+/// The `msg` object of `asyncsend_v2` for `body` (docs/dingtalk-api.md §7), validated.
 fn message_json(settings: &Settings, body: &MessageBody) -> Result<Value, Failure> {
     let msg = match body {
         MessageBody::Text { content } => {

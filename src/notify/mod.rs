@@ -1,4 +1,4 @@
-//! To-dos (待办, docs §6) and work notifications (工作通知, docs §7).
+//! To-dos (待办, docs/dingtalk-api.md §6) and work notifications (工作通知, docs/dingtalk-api.md §7).
 //!
 //! To-dos live in the new API family and are keyed by **unionId**: the plugin maps each userid
 //! with `topapi/v2/user/get` and caches the answer in `unionid:{corp}:{userid}` (30 days). A to-do
@@ -22,7 +22,7 @@ mod todo;
 pub use message::send_message;
 pub use todo::{complete_todo, create_todo, delete_todo};
 
-/// Longest subject, in characters (docs §6.1).
+/// Longest subject, in characters (docs/dingtalk-api.md §6.1).
 pub const MAX_SUBJECT_CHARS: usize = 1024;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 4096;

@@ -1,4 +1,4 @@
-//! To-dos (待办, docs §6): create idempotently by `source_id`, complete, delete; userids are
+//! To-dos (待办, docs/dingtalk-api.md §6): create idempotently by `source_id`, complete, delete; userids are
 //! mapped to unionIds (cached) because DingTalk keys to-dos by unionId.
 
 use super::{check_source_id, check_userid, invalid, platform_url, TodoRef, TodoSpec};

@@ -1,4 +1,4 @@
-//! Route table and dispatch (DESIGN §3): one function from a request to a response plus a typed
+//! Route table and dispatch (docs/http-contract.md §1): one function from a request to a response plus a typed
 //! outcome, shared by the `wasi:http` entry and the typed `routes.handle` export.
 
 use crate::env::Env;
