@@ -8,9 +8,12 @@
 mod common;
 
 use common::flows::{inapp_login, qr_start, redeem, ticket_of};
-use common::redis::Redis;
-use common::spin::{spin_bin, SpinApp, SpinOptions};
-use common::{race, settings_for, Http, Resp, Settings, DEMO};
+use common::race;
+use dingtalk_host::client::{Http, Resp};
+use dingtalk_host::demo::{settings_for, Settings, DEMO, PLATFORM_TOKEN};
+use dingtalk_host::redis::Redis;
+use dingtalk_host::spin::{spin_bin, SpinApp, SpinOptions};
+use dingtalk_host::support::wait_until;
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim, User};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -198,7 +201,7 @@ fn cold_logins_fetch_the_app_token_once_across_instances() {
     // The plugin's refresh lock is one `increment` claim per token generation and minute
     // (src/dingtalk/mod.rs, Client::app_token), so a burst that straddles a minute boundary may
     // legitimately fetch twice. Start well inside a minute.
-    common::wait_until(Duration::from_secs(61), || {
+    wait_until(Duration::from_secs(61), || {
         (200..55_000).contains(&(common::now_ms() % 60_000))
     });
     let slot = common::now_ms() / 60_000;
@@ -311,7 +314,7 @@ fn an_event_is_applied_once_across_instances() {
         let r = http.api(
             "GET",
             "/dingding/api/changes?after=0&limit=1000",
-            Some(common::PLATFORM_TOKEN),
+            Some(PLATFORM_TOKEN),
             None,
         );
         assert_eq!(r.status, 200, "{r}");
@@ -351,7 +354,7 @@ fn concurrent_sync_steps_respect_sync_qps_and_report_once() {
             let r = c.on(i).api(
                 "POST",
                 "/dingding/api/sync",
-                Some(common::PLATFORM_TOKEN),
+                Some(PLATFORM_TOKEN),
                 Some("{}"),
             );
             assert_eq!(r.status, 200, "sync step on instance {i}: {r}");

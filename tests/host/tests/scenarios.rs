@@ -6,13 +6,14 @@
 //!
 //! Filter with `cargo test -p dingtalk-host --test scenarios spin_target::` (or
 //! `wasmtime_target::`). Without Spin the `spin_target` tests print one SKIP line and pass,
-//! unless env `CI` is set (see `common/spin.rs`).
+//! unless env `CI` is set (see `dingtalk_host::spin`).
 
 mod common;
 
 use common::flows::{inapp_login, qr_callback, qr_start, redeem, scan_as, ticket_of};
-use common::http::Resp;
-use common::{query_param, Fixture, Kind, DEMO, PLATFORM_TOKEN, SITE_URL};
+use dingtalk_host::client::{query_param, Resp};
+use dingtalk_host::demo::{DEMO, PLATFORM_TOKEN, SITE_URL};
+use dingtalk_host::targets::{Fixture, Kind};
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim, User};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
