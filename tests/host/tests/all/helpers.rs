@@ -1,12 +1,6 @@
-//! Test-only helpers shared by `scenarios.rs` and `scale_out.rs`: the browser and platform steps
-//! of the login flows, small thread races, and readings of the simulator's call log. The
-//! launchers, targets and HTTP client live in the host library (`dingtalk_host::{spin, redis,
-//! targets, client}`).
-
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
-
-pub mod flows;
+//! Test-only helpers of `scenarios` and `scale_out`: small thread races and readings of the
+//! simulator's call log. The launchers, targets and HTTP client are in the host library
+//! (`dingtalk_host::{spin, redis, targets, client}`).
 
 use dingtalk_sim::Sim;
 use std::collections::BTreeMap;
