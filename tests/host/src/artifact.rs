@@ -113,7 +113,7 @@ pub fn component_imports(path: impl AsRef<Path>) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Names of the component's exports, e.g. `dingtalk:plugin/config@0.1.0`, sorted.
+/// Names of the component's exports, e.g. `dingtalk:plugin/config@0.2.0`, sorted.
 pub fn component_exports(path: impl AsRef<Path>) -> Result<Vec<String>> {
     let compiled = engine::compiled(path.as_ref())?;
     let ty = compiled.component.component_type();

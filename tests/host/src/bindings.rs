@@ -29,7 +29,7 @@ pub mod wit {
     pub use super::generated::exports::dingtalk::plugin::config::{Guide, Permission, SetupCheck};
     pub use super::generated::exports::dingtalk::plugin::corps::{CorpBinding, CorpSummary};
     pub use super::generated::exports::dingtalk::plugin::directory::{
-        ChangePage, SyncBatch, SyncProgress,
+        ChangePage, SyncBatch, SyncProgress, SyncRequest,
     };
     pub use super::generated::exports::dingtalk::plugin::notify::{
         ActionCard, MessageBody, Todo, TodoRef,

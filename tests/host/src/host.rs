@@ -2,7 +2,7 @@
 
 use crate::bindings::wit::{
     ChangePage, CorpBinding, CorpSummary, Failure, Guide, HttpRequest, Identity, MessageBody,
-    Plugin, Routed, SettingIssue, SyncBatch, Todo, TodoRef,
+    Plugin, Routed, SettingIssue, SyncBatch, SyncRequest, Todo, TodoRef,
 };
 use crate::engine::{self, Compiled, Linked, TICK};
 use crate::kv::Kv;
@@ -474,15 +474,31 @@ impl Host {
         })
     }
 
-    /// `directory.sync-step`: one bounded step of the full sync (`corp_id` empty = configured).
+    /// `directory.sync-step` with no acknowledgement: one bounded step of the full sync
+    /// (`corp_id` empty = configured).
     pub fn sync_step(
         &self,
         settings: &[(String, String)],
         corp_id: &str,
     ) -> Result<Result<SyncBatch, Failure>> {
+        let request = SyncRequest {
+            corp_id: corp_id.to_string(),
+            ack: None,
+            restart: false,
+        };
+        self.sync_step_with(settings, &request)
+    }
+
+    /// `directory.sync-step` with a full request: the corp, the `cursor` of the last batch
+    /// applied (`ack`), and `restart`.
+    pub fn sync_step_with(
+        &self,
+        settings: &[(String, String)],
+        request: &SyncRequest,
+    ) -> Result<Result<SyncBatch, Failure>> {
         self.with_plugin(|p, store| {
             Ok(p.dingtalk_plugin_directory()
-                .call_sync_step(store, &settings.to_vec(), corp_id)
+                .call_sync_step(store, &settings.to_vec(), request)
                 .context("calling directory.sync-step")?)
         })
     }

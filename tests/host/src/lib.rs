@@ -2,7 +2,7 @@
 //!
 //! The plugin is one WebAssembly component (`wasm32-wasip2`, WASI 0.2) with two faces:
 //!
-//! * typed exports of package `dingtalk:plugin@0.1.0` (`wit/world.wit`), called here through
+//! * typed exports of package `dingtalk:plugin@0.2.0` (`wit/world.wit`), called here through
 //!   [`Host::with_plugin`] and one convenience method per export ([`Host::validate`],
 //!   [`Host::handle`], [`Host::sync_step`], …);
 //! * the `wasi:http/incoming-handler@0.2.0` export that Spin serves, reached through
@@ -20,6 +20,11 @@
 //!   with no preopened directory), with the guest's stdout/stderr captured
 //!   ([`Host::guest_logs`]) and echoed to the real stderr when `DINGTALK_HOST_ECHO=1`;
 //! * a memory limit and an epoch deadline per call, so a runaway guest is an error, not a hang.
+//!
+//! For the end-to-end tests and the benchmark it also has the pieces around the plugin:
+//! [`demo`] settings for a simulator corp, a plain HTTP [`client`], launchers for a real
+//! `spin up` ([`spin`]) and a throw-away Redis ([`redis`]), the two [`targets`] a scenario runs
+//! on with its [`Fixture`](targets::Fixture), and the process plumbing they share ([`support`]).
 //!
 //! ```no_run
 //! use dingtalk_host::{component_path, Host};
@@ -48,6 +53,13 @@ mod http;
 mod kv;
 mod logs;
 mod outbound;
+
+pub mod client;
+pub mod demo;
+pub mod redis;
+pub mod spin;
+pub mod support;
+pub mod targets;
 
 pub use artifact::{
     component_exports, component_imports, component_path, workspace_root, WASM_ENV,

@@ -8,12 +8,10 @@
 //! Options (environment): `BENCH_LOGINS` (default 300), `BENCH_SYNC_USERS` (2000),
 //! `BENCH_SYNC_DEPTS` (100), `BENCH_EVENTS` (500).
 
-#[allow(unused_imports)]
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 use anyhow::{Context, Result};
-use dingtalk_host::{component_path, Host, Kv};
+use dingtalk_host::redis::Redis;
+use dingtalk_host::spin::{spin_bin, SpinApp, SpinOptions};
+use dingtalk_host::{component_path, demo, Host, Kv};
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -45,7 +43,7 @@ struct Fixture {
 
 /// The tests' settings for `corp` on `sim`, with `sync_qps` set.
 fn settings_for(sim: &Sim, corp: &str, sync_qps: u32) -> Result<BTreeMap<String, String>> {
-    let mut settings = common::settings_for(sim, corp);
+    let mut settings = demo::settings_for(sim, corp);
     settings.insert("sync_qps".into(), sync_qps.to_string());
     Ok(settings)
 }
@@ -397,11 +395,11 @@ fn logins_per_second(
     ))
 }
 
-const DEMO_CORP: &str = "dingdemocorp";
+const DEMO_CORP: &str = demo::DEMO;
 
 /// Issue 6: Spin against the wasmtime host, and one Spin instance against two sharing Redis.
 fn bench_spin() -> Result<()> {
-    if common::spin::spin_bin().is_none() {
+    if spin_bin().is_none() {
         println!("spin: skipped (no Spin found)");
         return Ok(());
     }
@@ -409,7 +407,7 @@ fn bench_spin() -> Result<()> {
         .corp(CorpSpec::demo())
         .qps_limit(None)
         .start()?;
-    let settings = common::settings_for(&sim, DEMO_CORP);
+    let settings = demo::settings_for(&sim, DEMO_CORP);
     let page = format!("/dingding/dingding_auth_corp?corpId={DEMO_CORP}");
 
     let wasmtime = Host::builder()
@@ -417,7 +415,7 @@ fn bench_spin() -> Result<()> {
         .allow_outbound([sim.base_url().to_string()])
         .build()?;
     let server = wasmtime.serve()?;
-    let single = common::spin::SpinApp::start(&common::spin::SpinOptions {
+    let single = SpinApp::start(&SpinOptions {
         settings: &settings,
         runtime_config: None,
         label: "bench",
@@ -433,18 +431,18 @@ fn bench_spin() -> Result<()> {
     );
     drop(single);
 
-    let Some(redis) = common::redis::Redis::start() else {
+    let Some(redis) = Redis::start() else {
         println!("scale-out: skipped (no redis-server)");
         return Ok(());
     };
-    let opts = |label| common::spin::SpinOptions {
+    let opts = |label| SpinOptions {
         settings: &settings,
         runtime_config: Some(redis.runtime_config()),
         label,
     };
-    let a = common::spin::SpinApp::start(&opts("bench-a")).context("spin a")?;
+    let a = SpinApp::start(&opts("bench-a")).context("spin a")?;
     let (one, calls_one) = logins_per_second(&sim, &[a.base_url()], 8, 5)?;
-    let b = common::spin::SpinApp::start(&opts("bench-b")).context("spin b")?;
+    let b = SpinApp::start(&opts("bench-b")).context("spin b")?;
     let (two, calls_two) = logins_per_second(&sim, &[a.base_url(), b.base_url()], 8, 5)?;
     println!(
         "in-app logins/s on Redis: one Spin instance {one:.0}, two instances {two:.0} (ratio {:.2}; one 2-core machine runs both, the simulator and the clients)",
@@ -468,11 +466,11 @@ fn main() -> Result<()> {
         .corp(CorpSpec::demo())
         .qps_limit(None)
         .start()?;
-    let settings = settings_for(&sim, "dingdemocorp", 15)?;
+    let settings = settings_for(&sim, DEMO_CORP, 15)?;
     let f = Fixture {
         sim,
         settings,
-        corp: "dingdemocorp".into(),
+        corp: DEMO_CORP.into(),
     };
 
     let started = Instant::now();

@@ -4,6 +4,7 @@
 //! that plays the DingTalk client (minting one-time codes) and the platform (redeeming tickets).
 
 use anyhow::{Context, Result};
+use dingtalk_host::demo::{corp_settings, DEMO};
 use dingtalk_host::{component_path, Host};
 use dingtalk_plugin::settings::KEYS;
 use dingtalk_sim::Sim;
@@ -198,23 +199,14 @@ fn main() -> Result<()> {
         None
     } else {
         let sim = Sim::demo().context("starting the DingTalk simulator")?;
-        let c = sim.credentials("dingdemocorp").context("demo corp")?;
-        for (k, v) in [
-            ("corp_id", c.corp_id.clone()),
-            ("corp_name", c.corp_name.clone()),
-            ("agent_id", c.agent_id.to_string()),
-            ("app_key", c.app_key.clone()),
-            ("app_secret", c.app_secret.clone()),
-            ("sso_secret", c.sso_secret.clone()),
-            ("event_token", c.event_token.clone()),
-            ("event_aes_key", c.event_aes_key.clone()),
-            ("oapi_base_url", sim.base_url().to_string()),
-            ("api_base_url", sim.base_url().to_string()),
-            ("login_base_url", sim.base_url().to_string()),
-            ("qr_login_enabled", "true".into()),
-            ("platform_login_url", format!("{launcher_url}/complete")),
-        ] {
-            settings.entry(k.to_string()).or_insert(v);
+        let mut defaults = corp_settings(&sim, DEMO);
+        defaults.insert("qr_login_enabled".into(), "true".into());
+        defaults.insert(
+            "platform_login_url".into(),
+            format!("{launcher_url}/complete"),
+        );
+        for (k, v) in defaults {
+            settings.entry(k).or_insert(v);
         }
         Some(sim)
     };

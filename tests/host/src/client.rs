@@ -1,4 +1,4 @@
-//! A plain HTTP client for the tests: reqwest (blocking), redirects never followed, no proxy,
+//! A plain HTTP client for the tests and the benchmark: reqwest (blocking), redirects never followed, no proxy,
 //! cookies handled by hand (the tests send exactly the `Cookie` header they mean to).
 
 use serde_json::Value;

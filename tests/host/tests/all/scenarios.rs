@@ -4,15 +4,15 @@
 //! cookies by hand) against the DingTalk simulator, and checks the simulator's call log where
 //! the number of DingTalk calls is part of the contract.
 //!
-//! Filter with `cargo test -p dingtalk-host --test scenarios spin_target::` (or
-//! `wasmtime_target::`). Without Spin the `spin_target` tests print one SKIP line and pass,
-//! unless env `CI` is set (see `common/spin.rs`).
+//! Filter with `cargo test -p dingtalk-host --test all scenarios::spin_target::` (or
+//! `scenarios::wasmtime_target::`). Without Spin the `spin_target` tests print one SKIP line and pass,
+//! unless env `CI` is set (see `dingtalk_host::spin`).
 
-mod common;
-
-use common::flows::{inapp_login, qr_callback, qr_start, redeem, scan_as, ticket_of};
-use common::http::Resp;
-use common::{query_param, Fixture, Kind, DEMO, PLATFORM_TOKEN, SITE_URL};
+use crate::flows::{inapp_login, qr_callback, qr_start, redeem, scan_as, ticket_of};
+use crate::helpers;
+use dingtalk_host::client::{query_param, Resp};
+use dingtalk_host::demo::{DEMO, PLATFORM_TOKEN, SITE_URL};
+use dingtalk_host::targets::{Fixture, Kind};
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim, User};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,7 +103,7 @@ fn inapp_mobile_login(kind: Kind) {
         );
     }
     assert_eq!(
-        apis(&common::call_list(&f.sim)),
+        apis(&helpers::call_list(&f.sim)),
         [
             "POST /v1.0/oauth2/accessToken",
             "POST /topapi/v2/user/getuserinfo",
@@ -164,7 +164,7 @@ fn inapp_pc_login_and_warm_call_count(kind: Kind) {
     let warm = r2("zhaoliu");
     f.check(warm.status == 302, &format!("warm R2: {warm}"));
     assert_eq!(
-        apis(&common::call_list(&f.sim)),
+        apis(&helpers::call_list(&f.sim)),
         [
             "POST /topapi/v2/user/getuserinfo",
             "POST /topapi/v2/user/get"
@@ -236,7 +236,7 @@ fn other_corp_is_403_in_self_use(kind: Kind) {
     assert!(
         f.sim.calls().is_empty(),
         "another corp is refused before any DingTalk call: {:?}",
-        common::call_list(&f.sim)
+        helpers::call_list(&f.sim)
     );
 }
 
@@ -283,7 +283,7 @@ fn qr_login_end_to_end(kind: Kind) {
         query_param(done.location(), "return_to").as_deref(),
         Some("/forms/42")
     );
-    let mut calls = apis(&common::call_list(&f.sim));
+    let mut calls = apis(&helpers::call_list(&f.sim));
     calls.sort();
     assert_eq!(
         calls,
@@ -502,7 +502,7 @@ fn platform_api(kind: Kind) {
     assert!(
         f.sim.calls().is_empty(),
         "validation makes no DingTalk call: {:?}",
-        common::call_list(&f.sim)
+        helpers::call_list(&f.sim)
     );
 
     // setup: the exact console URLs of seed steps 5 and 8, and live checks that pass.
@@ -815,7 +815,7 @@ fn wasmtime_kv_stays_bounded() {
     }
 
     // "Later": every registration in a bucket that has closed, then one request.
-    let closed = common::now_ms() / (5 * 60 * 1000) - 1;
+    let closed = helpers::now_ms() / (5 * 60 * 1000) - 1;
     let all: Vec<String> = registrations(&kv).into_values().flatten().collect();
     for k in kv.keys() {
         if is_gc(&k) {

@@ -1,8 +1,8 @@
 //! The browser and platform steps of the login flows, as a person's browser and the platform's
 //! server would do them.
 
-use super::http::path_and_query;
-use super::{query_param, Http, Resp, LOGIN_COMPLETE, PLATFORM_TOKEN, SITE_URL};
+use dingtalk_host::client::{path_and_query, query_param, Http, Resp};
+use dingtalk_host::demo::{LOGIN_COMPLETE, PLATFORM_TOKEN, SITE_URL};
 use dingtalk_sim::Sim;
 
 /// The ticket of a successful hand-off: a 302 to `platform_login_url?ticket=T`.

@@ -1,4 +1,4 @@
-//! A real `spin up` of the project's own `spin.toml`, one process per test.
+//! A real `spin up` of the project's own `spin.toml`, one process per test (or benchmark run).
 //!
 //! Spin is found through env `SPIN_BIN`, else `spin` on `PATH`, else by decompressing
 //! `../shared/tools/spin/spin-4.0.2-linux-x86_64.xz` (relative to the repository root) into
@@ -10,8 +10,12 @@
 //! (the Redis key-value store for scale-out), a free loopback port, and its own process group,
 //! which is terminated on drop. Spin's output goes to `spin.log` in that directory.
 
-use super::{has_exited, port_open, repo_root, say, skip_or_fail, stop_group, tail, Settings};
-use super::{wait_until, TestDir};
+use crate::demo::Settings;
+use crate::support::{
+    free_port, has_exited, on_path, port_open, say, skip_or_fail, stop_group, tail, wait_until,
+    TestDir,
+};
+use crate::workspace_root;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
@@ -48,7 +52,7 @@ fn find_spin() -> Option<PathBuf> {
     if let Some(bin) = on_path("spin") {
         return Some(bin);
     }
-    let shipped = repo_root().join(SHIPPED_SPIN);
+    let shipped = workspace_root().join(SHIPPED_SPIN);
     if shipped.is_file() {
         return match decompress(&shipped) {
             Ok(bin) => Some(bin),
@@ -65,23 +69,11 @@ fn find_spin() -> Option<PathBuf> {
     None
 }
 
-/// An executable file called `name` in a `PATH` directory.
-pub fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.is_file()
-                && p.metadata()
-                    .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// `xz -dc shipped > target/spin`, once: an existing executable `target/spin` is reused; a new
 /// one is written to a unique temporary name and renamed into place, so concurrent test
 /// processes never see a partial file.
 fn decompress(shipped: &Path) -> Result<PathBuf, String> {
-    let target = repo_root().join("target");
+    let target = workspace_root().join("target");
     let dest = target.join("spin");
     let executable = |p: &Path| {
         p.metadata()
@@ -122,8 +114,8 @@ fn decompress(shipped: &Path) -> Result<PathBuf, String> {
 /// else (`DINGTALK_WASM`, `CARGO_TARGET_DIR`): then a copy in `dir` whose `source` names the
 /// built file, everything else unchanged.
 fn manifest(dir: &Path, wasm: &Path) -> PathBuf {
-    let own = repo_root().join("spin.toml");
-    let expected = repo_root().join(MANIFEST_SOURCE);
+    let own = workspace_root().join("spin.toml");
+    let expected = workspace_root().join(MANIFEST_SOURCE);
     let same = match (expected.canonicalize(), wasm.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -135,7 +127,7 @@ fn manifest(dir: &Path, wasm: &Path) -> PathBuf {
     let quoted = format!("\"{MANIFEST_SOURCE}\"");
     assert!(
         text.contains(&quoted),
-        "spin.toml no longer has source = {quoted}; update tests/host/tests/common/spin.rs"
+        "spin.toml no longer has source = {quoted}; update tests/host/src/spin.rs"
     );
     let copy = dir.join("spin.toml");
     let text = text.replace(&quoted, &format!("{:?}", wasm.display().to_string()));
@@ -168,7 +160,7 @@ impl SpinApp {
     /// module docs). Panics, with Spin's log, when it does not come up.
     pub fn start(opts: &SpinOptions<'_>) -> Option<SpinApp> {
         let bin = spin_bin()?;
-        let wasm = dingtalk_host::component_path();
+        let wasm = crate::component_path();
         let dir = TestDir::new(&format!("spin-{}-", opts.label));
         let manifest = manifest(dir.path(), &wasm);
         let state_dir = dir.path().join("state");
@@ -181,7 +173,7 @@ impl SpinApp {
         let log = dir.path().join("spin.log");
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let port = super::free_port();
+            let port = free_port();
             let out = File::options()
                 .create(true)
                 .append(true)

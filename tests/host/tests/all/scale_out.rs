@@ -5,12 +5,13 @@
 //! Without Spin or `redis-server` each missing tier prints one SKIP line and the tests return
 //! early, unless env `CI` is set: then they fail.
 
-mod common;
-
-use common::flows::{inapp_login, qr_start, redeem, ticket_of};
-use common::redis::Redis;
-use common::spin::{spin_bin, SpinApp, SpinOptions};
-use common::{race, settings_for, Http, Resp, Settings, DEMO};
+use crate::flows::{inapp_login, qr_start, redeem, ticket_of};
+use crate::helpers::{self, race};
+use dingtalk_host::client::{Http, Resp};
+use dingtalk_host::demo::{settings_for, Settings, DEMO, PLATFORM_TOKEN};
+use dingtalk_host::redis::Redis;
+use dingtalk_host::spin::{spin_bin, SpinApp, SpinOptions};
+use dingtalk_host::support::wait_until;
 use dingtalk_sim::{CorpSpec, OrgSpec, Sim, User};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -198,17 +199,17 @@ fn cold_logins_fetch_the_app_token_once_across_instances() {
     // The plugin's refresh lock is one `increment` claim per token generation and minute
     // (src/dingtalk/mod.rs, Client::app_token), so a burst that straddles a minute boundary may
     // legitimately fetch twice. Start well inside a minute.
-    common::wait_until(Duration::from_secs(61), || {
-        (200..55_000).contains(&(common::now_ms() % 60_000))
+    wait_until(Duration::from_secs(61), || {
+        (200..55_000).contains(&(helpers::now_ms() % 60_000))
     });
-    let slot = common::now_ms() / 60_000;
+    let slot = helpers::now_ms() / 60_000;
     let results = race(LOGINS, |i| {
         c.on(i).get(&format!(
             "/dingding/dingding_auth_corp?corpId={DEMO}&code={}",
             codes[i]
         ))
     });
-    let same_slot = common::now_ms() / 60_000 == slot;
+    let same_slot = helpers::now_ms() / 60_000 == slot;
     let token_calls = c.sim.count("/v1.0/oauth2/accessToken") + c.sim.count("/gettoken");
     c.check(
         token_calls == 1 || (!same_slot && token_calls == 2),
@@ -311,7 +312,7 @@ fn an_event_is_applied_once_across_instances() {
         let r = http.api(
             "GET",
             "/dingding/api/changes?after=0&limit=1000",
-            Some(common::PLATFORM_TOKEN),
+            Some(PLATFORM_TOKEN),
             None,
         );
         assert_eq!(r.status, 200, "{r}");
@@ -351,7 +352,7 @@ fn concurrent_sync_steps_respect_sync_qps_and_report_once() {
             let r = c.on(i).api(
                 "POST",
                 "/dingding/api/sync",
-                Some(common::PLATFORM_TOKEN),
+                Some(PLATFORM_TOKEN),
                 Some("{}"),
             );
             assert_eq!(r.status, 200, "sync step on instance {i}: {r}");
@@ -381,8 +382,8 @@ fn concurrent_sync_steps_respect_sync_qps_and_report_once() {
     let expected: BTreeSet<&str> = org.users().map(|u| u.userid.as_str()).collect();
     let got: BTreeSet<&str> = counts.keys().copied().collect();
     assert_eq!(got, expected, "every member is reported");
-    let peak = common::max_calls_per_second(&c.sim);
-    let per_calendar_second = common::max_calls_per_calendar_second(&c.sim);
+    let peak = helpers::max_calls_per_second(&c.sim);
+    let per_calendar_second = helpers::max_calls_per_calendar_second(&c.sim);
     c.check(
         peak <= SYNC_QPS,
         &format!(

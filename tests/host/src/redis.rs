@@ -2,7 +2,9 @@
 //! persistence, in its own process group, killed on drop. A minimal RESP client reads what the
 //! plugin stored (key counts for the boundedness checks).
 
-use super::{has_exited, say, skip_or_fail, spin::on_path, stop_group, tail, wait_until, TestDir};
+use crate::support::{
+    free_port, has_exited, on_path, say, skip_or_fail, stop_group, tail, wait_until, TestDir,
+};
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpStream};
@@ -58,7 +60,7 @@ impl Redis {
         let log = dir.path().join("redis.log");
         let mut last = String::new();
         for _ in 0..3 {
-            let port = super::free_port();
+            let port = free_port();
             let out = File::options()
                 .create(true)
                 .append(true)

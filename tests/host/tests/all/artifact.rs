@@ -14,7 +14,7 @@ fn allowed(import: &str) -> bool {
         // The plugin's own type-only interface, imported implicitly because the exports `use`
         // it. It holds no function, so a host links it without any definition; Host::build in
         // `the_component_links_without_plugin_specific_imports` proves that.
-        "dingtalk:plugin/types" => version == "0.1.0",
+        "dingtalk:plugin/types" => version == "0.2.0",
         _ => {
             [
                 "wasi:cli/",
@@ -84,7 +84,7 @@ fn exports_are_complete() -> Result<()> {
     let mut expected = vec!["wasi:http/incoming-handler@0.2.0".to_owned()];
     expected.extend(
         ["config", "routes", "directory", "notify", "corps"]
-            .map(|interface| format!("dingtalk:plugin/{interface}@0.1.0")),
+            .map(|interface| format!("dingtalk:plugin/{interface}@0.2.0")),
     );
     for export in &expected {
         assert!(exports.contains(export), "missing export {export}");

@@ -1,15 +1,16 @@
 //! Where the plugin runs: the [`Target`] abstraction and its two implementations, plus a
 //! [`Fixture`] (simulator + target + clients) that scenarios start with one call.
 
-use super::spin::{SpinApp, SpinOptions};
-use super::{settings_for, Http, Resp, Settings, DEMO, PLATFORM_TOKEN};
-use dingtalk_host::{Host, Kv, Server};
+use crate::client::{Http, Resp};
+use crate::demo::{settings_for, Settings, DEMO, PLATFORM_TOKEN};
+use crate::spin::{SpinApp, SpinOptions};
+use crate::{Host, Kv, Server};
 use dingtalk_sim::Sim;
 
 /// Which host runs the component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// `dingtalk_host::Host::serve` on loopback.
+    /// [`Host::serve`] on loopback.
     Wasmtime,
     /// `spin up -f <repo>/spin.toml`.
     Spin,
@@ -29,7 +30,7 @@ pub trait Target: Send + Sync {
     fn logs(&self) -> String;
 }
 
-/// The wasmtime host of `dingtalk_host`, serving the component's `wasi:http` export.
+/// The wasmtime host of this crate, serving the component's `wasi:http` export.
 pub struct WasmtimeTarget {
     // Dropped first: stops serving before the host goes.
     server: Server,

@@ -1,0 +1,11 @@
+//! The host's integration tests as one test binary: wasmtime is linked once instead of once per
+//! file. Filter by module, e.g. `cargo test -p dingtalk-host --test all scenarios::spin_target::`
+//! or `-- --skip sync_10k`.
+
+mod artifact;
+mod flows;
+mod helpers;
+mod scale_out;
+mod scenarios;
+mod smoke;
+mod sync_10k;
