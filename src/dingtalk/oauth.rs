@@ -136,15 +136,19 @@ impl TokenSlot {
 }
 
 /// `accessToken` and `expireIn` (seconds, `default_expire` when absent) of a token answer.
+/// The token and its lifetime from a token answer: `accessToken`/`expireIn` (most endpoints) or
+/// `access_token`/`expires_in` (`oauth2/{corpId}/token`, docs/dingtalk-api.md §1.3).
 fn token_of(value: &Value, default_expire: u64) -> Result<(String, u64), ApiError> {
     let token = value
         .get("accessToken")
+        .or_else(|| value.get("access_token"))
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Parse("accessToken"))?
         .to_string();
     let expire_in = value
         .get("expireIn")
+        .or_else(|| value.get("expires_in"))
         .and_then(Value::as_u64)
         .unwrap_or(default_expire);
     Ok((token, expire_in))

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use dingtalk_host::demo::{corp_settings, DEMO};
 use dingtalk_host::{component_path, Host};
-use dingtalk_plugin::settings::KEYS;
+use dingtalk_plugin::KEYS;
 use dingtalk_sim::Sim;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
