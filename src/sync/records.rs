@@ -1,0 +1,120 @@
+//! The tagged department records and the pass's department queue, as an attempt reads and
+//! writes them.
+
+use super::*;
+
+impl Run<'_, '_> {
+    pub(super) fn alloc_slot(
+        &mut self,
+        count_key: String,
+        slot_key: impl Fn(u64) -> String,
+        id: &str,
+    ) -> Result<u64, Halt> {
+        let n = self.env().kv_increment(&count_key, 1)?;
+        let n = u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(Halt::Fail(Failure::storage()))?;
+        self.env().kv_set(&slot_key(n), id.as_bytes())?;
+        Ok(n)
+    }
+
+    pub(super) fn dept_rec(&mut self, id: i64) -> Result<Option<Rec<DeptState>>, Halt> {
+        let key = self.keys.dept(id);
+        Ok(kv::get_json(self.env(), &key)?)
+    }
+
+    pub(super) fn put_dept_rec(&mut self, id: i64, rec: &Rec<DeptState>) -> Result<(), Halt> {
+        let key = self.keys.dept(id);
+        kv::put_json(self.env(), &key, rec)?;
+        self.dept_cache.insert(id, rec.new.clone());
+        Ok(())
+    }
+
+    /// The department's state as this attempt sees it.
+    pub(super) fn dept_state(&mut self, id: i64) -> Result<DeptState, Halt> {
+        if let Some(s) = self.dept_cache.get(&id) {
+            return Ok(s.clone());
+        }
+        let state = match self.dept_rec(id)? {
+            Some(r) => self.valid.effective(&r),
+            None => DeptState::default(),
+        };
+        self.dept_cache.insert(id, state.clone());
+        Ok(state)
+    }
+
+    pub(super) fn queue_entry(&mut self, i: u64) -> Result<Option<QueueEntry>, Halt> {
+        let key = self.keys.queue(i);
+        Ok(kv::get_json(self.env(), &key)?)
+    }
+
+    pub(super) fn put_queue_entry(&mut self, i: u64, entry: &QueueEntry) -> Result<(), Halt> {
+        let key = self.keys.queue(i);
+        kv::put_json(self.env(), &key, entry)?;
+        Ok(())
+    }
+
+    /// Appends a department to the pass's queue unless this pass already has it.
+    pub(super) fn enqueue(&mut self, s: &mut State, dept: Department) -> Result<(), Halt> {
+        if dept.dept_id < 1 {
+            return Ok(());
+        }
+        let (eff, slot) = match self.dept_rec(dept.dept_id)? {
+            Some(r) => (self.valid.effective(&r), r.slot),
+            None => {
+                let keys = self.keys;
+                let slot = self.alloc_slot(
+                    keys.dept_count(),
+                    |i| keys.dept_slot(i),
+                    &dept.dept_id.to_string(),
+                )?;
+                (DeptState::default(), slot)
+            }
+        };
+        if eff.seen == self.pass {
+            return Ok(());
+        }
+        let rec = Rec {
+            slot,
+            base: eff,
+            tag: Some(self.me),
+            new: DeptState {
+                present: true,
+                seen: self.pass,
+                managers: Vec::new(),
+            },
+        };
+        self.put_dept_rec(dept.dept_id, &rec)?;
+        self.put_queue_entry(s.known, &QueueEntry { dept, gone: false })?;
+        s.known += 1;
+        Ok(())
+    }
+
+    pub(super) fn set_managers(&mut self, id: i64, managers: Vec<String>) -> Result<(), Halt> {
+        let Some(rec) = self.dept_rec(id)? else {
+            return Ok(());
+        };
+        let rec = if rec.tag == Some(self.me) {
+            Rec {
+                new: DeptState {
+                    managers,
+                    ..rec.new.clone()
+                },
+                ..rec
+            }
+        } else {
+            let eff = self.valid.effective(&rec);
+            Rec {
+                slot: rec.slot,
+                tag: Some(self.me),
+                new: DeptState {
+                    managers,
+                    ..eff.clone()
+                },
+                base: eff,
+            }
+        };
+        self.put_dept_rec(id, &rec)
+    }
+}
