@@ -1,4 +1,4 @@
-//! Full directory sync as bounded, resumable steps (DESIGN §7, docs §5.7, peers opportunities 3–5, 7).
+//! Full directory sync as bounded, resumable steps (docs/http-contract.md §8, docs/dingtalk-api.md §5.7).
 //!
 //! # How the platform calls it
 //!
@@ -177,6 +177,7 @@ pub struct StepRequest {
     pub restart: bool,
 }
 
+#[cfg(test)]
 /// Runs one bounded step of the full sync for `corp_id` (empty: the configured corp).
 pub fn step(env: &mut dyn Env, settings: &Settings, corp_id: &str) -> Result<SyncBatch, Failure> {
     step_with(
