@@ -185,17 +185,48 @@ pub fn create_todo(
     Ok(done(task_id, created))
 }
 
-fn stored_todo(
+/// What to do to a stored to-do in DingTalk.
+#[derive(Clone, Copy)]
+enum TodoAction {
+    Complete,
+    Delete,
+}
+
+/// Finds the stored to-do by `source_id` and applies `action` to its DingTalk task.
+fn act_on_todo(
     env: &mut dyn Env,
     settings: &Settings,
     corp_id: &str,
     source_id: &str,
-) -> Result<(crate::settings::CorpApp, TodoRecord), Failure> {
+    action: TodoAction,
+) -> Result<(), Failure> {
     check_source_id(source_id)?;
     let app = corps::resolve(env, settings, Some(corp_id))?;
-    let rec = kv::get_live::<TodoRecord>(env, &todo_key(&app.corp_id, source_id))?
-        .ok_or_else(|| todo_not_found(source_id))?;
-    Ok((app, rec))
+    let key = todo_key(&app.corp_id, source_id);
+    let rec = kv::get_live::<TodoRecord>(env, &key)?.ok_or_else(|| todo_not_found(source_id))?;
+    let endpoints = Endpoints::from_settings(settings);
+    let mut client = Client::new(env, &endpoints, &app);
+    let result = match action {
+        TodoAction::Complete => {
+            tasks::complete_task(&mut client, &rec.creator_unionid, &rec.task_id)
+        }
+        TodoAction::Delete => tasks::delete_task(&mut client, &rec.creator_unionid, &rec.task_id),
+    };
+    match (result, action) {
+        (Ok(_), TodoAction::Complete) => Ok(()),
+        // One already gone in DingTalk counts as deleted.
+        (Ok(_), TodoAction::Delete) => Ok(client.env().kv_delete(&key)?),
+        (Err(e), TodoAction::Delete) if tasks::is_task_missing(&e) => {
+            Ok(client.env().kv_delete(&key)?)
+        }
+        (Err(e), TodoAction::Complete) if tasks::is_task_missing(&e) => Err(Failure::new(
+            404,
+            "todo_gone",
+            "The to-do no longer exists in DingTalk (it was deleted there).",
+            "该待办在钉钉中已不存在（已被删除）。",
+        )),
+        (Err(e), _) => Err(e.to_failure(TODO_WRITE)),
+    }
 }
 
 /// Marks a to-do done (`PUT …/tasks/{taskId}` with `{"done": true}`).
@@ -205,19 +236,7 @@ pub fn complete_todo(
     corp_id: &str,
     source_id: &str,
 ) -> Result<(), Failure> {
-    let (app, rec) = stored_todo(env, settings, corp_id, source_id)?;
-    let endpoints = Endpoints::from_settings(settings);
-    let mut client = Client::new(env, &endpoints, &app);
-    match tasks::complete_task(&mut client, &rec.creator_unionid, &rec.task_id) {
-        Ok(_) => Ok(()),
-        Err(e) if tasks::is_task_missing(&e) => Err(Failure::new(
-            404,
-            "todo_gone",
-            "The to-do no longer exists in DingTalk (it was deleted there).",
-            "该待办在钉钉中已不存在（已被删除）。",
-        )),
-        Err(e) => Err(e.to_failure(TODO_WRITE)),
-    }
+    act_on_todo(env, settings, corp_id, source_id, TodoAction::Complete)
 }
 
 /// Deletes a to-do (`DELETE …/tasks/{taskId}`); one already gone in DingTalk counts as deleted.
@@ -227,14 +246,5 @@ pub fn delete_todo(
     corp_id: &str,
     source_id: &str,
 ) -> Result<(), Failure> {
-    let (app, rec) = stored_todo(env, settings, corp_id, source_id)?;
-    let endpoints = Endpoints::from_settings(settings);
-    let mut client = Client::new(env, &endpoints, &app);
-    match tasks::delete_task(&mut client, &rec.creator_unionid, &rec.task_id) {
-        Ok(_) => {}
-        Err(e) if tasks::is_task_missing(&e) => {}
-        Err(e) => return Err(e.to_failure(TODO_WRITE)),
-    }
-    client.env().kv_delete(&todo_key(&app.corp_id, source_id))?;
-    Ok(())
+    act_on_todo(env, settings, corp_id, source_id, TodoAction::Delete)
 }

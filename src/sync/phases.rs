@@ -215,21 +215,28 @@ impl Run<'_, '_> {
 
     // ---- phase: end of pass ----------------------------------------------------------------
 
+    /// How many slots a sweep walks: the value of a slot counter (0 when never incremented).
+    fn slot_count(&mut self, count_key: String) -> Result<u64, Halt> {
+        Ok(u64::try_from(self.env().kv_increment(&count_key, 0)?).unwrap_or(0))
+    }
+
+    /// The id stored in a member or department slot, if any.
+    fn slot_text(&mut self, slot_key: String) -> Result<Option<String>, Halt> {
+        Ok(self
+            .env()
+            .kv_get(&slot_key)?
+            .and_then(|v| String::from_utf8(v).ok()))
+    }
+
     pub(super) fn sweep_members(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
-        let count_key = self.keys.member_count();
-        let n = u64::try_from(self.env().kv_increment(&count_key, 0)?).unwrap_or(0);
+        let n = self.slot_count(self.keys.member_count())?;
         let mut examined = 0;
         while s.sweep <= n {
-            if examined >= SWEEP_SLOTS_PER_STEP || b.changes.len() >= MAX_CHANGES_PER_BATCH {
+            if sweep_share_done(examined, b) {
                 return Ok(Flow::Stop);
             }
             let i = s.sweep;
-            let slot_key = self.keys.member_slot(i);
-            let userid = self
-                .env()
-                .kv_get(&slot_key)?
-                .and_then(|v| String::from_utf8(v).ok());
-            if let Some(userid) = userid {
+            if let Some(userid) = self.slot_text(self.keys.member_slot(i))? {
                 let key = self.keys.member(&userid);
                 let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
                 if let Some(rec) = rec.filter(|r| r.slot == i) {
@@ -271,21 +278,15 @@ impl Run<'_, '_> {
     }
 
     pub(super) fn sweep_depts(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
-        let count_key = self.keys.dept_count();
-        let n = u64::try_from(self.env().kv_increment(&count_key, 0)?).unwrap_or(0);
+        let n = self.slot_count(self.keys.dept_count())?;
         let mut examined = 0;
         while s.sweep <= n {
-            if examined >= SWEEP_SLOTS_PER_STEP || b.changes.len() >= MAX_CHANGES_PER_BATCH {
+            if sweep_share_done(examined, b) {
                 return Ok(Flow::Stop);
             }
             let i = s.sweep;
-            let slot_key = self.keys.dept_slot(i);
-            let id = self
-                .env()
-                .kv_get(&slot_key)?
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|t| t.parse::<i64>().ok());
-            if let Some(id) = id {
+            let id = self.slot_text(self.keys.dept_slot(i))?;
+            if let Some(id) = id.and_then(|t| t.parse::<i64>().ok()) {
                 if let Some(rec) = self.dept_rec(id)?.filter(|r| r.slot == i) {
                     let eff = self.valid.effective(&rec);
                     if eff.present && eff.seen > 0 && eff.seen < self.pass {
@@ -325,4 +326,9 @@ impl Run<'_, '_> {
         s.phase = Phase::Done;
         Ok(Flow::Stop)
     }
+}
+
+/// Whether this step has swept its share: enough slots examined, or a full batch of changes.
+fn sweep_share_done(examined: u64, b: &SyncBatch) -> bool {
+    examined >= SWEEP_SLOTS_PER_STEP || b.changes.len() >= MAX_CHANGES_PER_BATCH
 }
