@@ -209,13 +209,36 @@ fn path_of(url: &str) -> &str {
     }
 }
 
+/// Whether a non-JSON answer is DingTalk's IP-ban page: an HTML body with status 200 or 403
+/// (docs/dingtalk-api.md §13.7). A proxy's 5xx HTML page stays "unavailable".
+fn is_ban_page(response: &HttpResponse) -> bool {
+    let html_type = response.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("text/html")
+    });
+    let starts_html = response
+        .body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'<');
+    matches!(response.status, 200 | 403) && (html_type || starts_html)
+}
+
+/// The error for an answer that is not a JSON object.
+fn not_json(response: &HttpResponse) -> ApiError {
+    if is_ban_page(response) {
+        ApiError::IpBanned
+    } else {
+        ApiError::Http {
+            status: response.status,
+        }
+    }
+}
+
 /// Decodes an old-API response: HTTP 200 and `errcode` 0, else the error.
 pub fn decode_old(response: &HttpResponse) -> Result<Value, ApiError> {
     let value: Option<Value> = serde_json::from_slice(&response.body).ok();
     let Some(value) = value.filter(Value::is_object) else {
-        return Err(ApiError::Http {
-            status: response.status,
-        });
+        return Err(not_json(response));
     };
     if value.get("punish").is_some() {
         return Err(ApiError::IpBanned);
@@ -244,13 +267,11 @@ pub fn decode_old(response: &HttpResponse) -> Result<Value, ApiError> {
 /// Decodes a new-API response: 2xx is the payload, else `{"code","message","requestid"}`.
 pub fn decode_new(response: &HttpResponse) -> Result<Value, ApiError> {
     let value: Option<Value> = serde_json::from_slice(&response.body).ok();
-    if (200..300).contains(&response.status) {
+    if (200..300).contains(&response.status) && (value.is_some() || !is_ban_page(response)) {
         return Ok(value.unwrap_or(Value::Null));
     }
     let Some(value) = value.filter(Value::is_object) else {
-        return Err(ApiError::Http {
-            status: response.status,
-        });
+        return Err(not_json(response));
     };
     if value.get("punish").is_some() {
         return Err(ApiError::IpBanned);

@@ -72,8 +72,12 @@ pub enum Problem {
     InvalidParameter,
     /// DingTalk is busy or failing; retry later.
     Unavailable,
-    /// The egress IP is banned for a few minutes.
+    /// The egress IP is banned for a few minutes (DingTalk's HTML or `punish` answer).
     IpBanned,
+    /// DingTalk disabled calls for a while (90001, 90003–90008, 90017): back off for minutes.
+    TemporarilyBanned,
+    /// Per-minute throttling (`QpmLimit…`): retry after the minute, not within the request.
+    MinuteLimited,
     /// DingTalk could not be reached in time.
     Unreachable,
     /// The host refused the outgoing call.
@@ -101,6 +105,7 @@ fn old_problem(code: i64) -> Problem {
     match code {
         40001 | 40014 | 41001 | 42001 => Problem::TokenInvalid,
         90018 | 90002 => Problem::Throttled,
+        90001 | 90003..=90008 | 90017 => Problem::TemporarilyBanned,
         90020 => Problem::MonthlyQuota,
         60011 | 43007 => Problem::MissingPermission,
         50004 => Problem::OutOfScope,
@@ -138,11 +143,18 @@ impl ApiError {
                 let lower = code.to_ascii_lowercase();
                 if code == "InvalidAuthentication" || lower == "invalidtoken" {
                     Problem::TokenInvalid
+                } else if code.starts_with("Forbidden.AccessDenied.Qpm") {
+                    Problem::MinuteLimited
                 } else if code.starts_with("Forbidden.AccessDenied.Qps")
-                    || code.starts_with("Forbidden.AccessDenied.Qpm")
                     || lower.contains("flowcontrol")
+                    || *status == 429
                 {
                     Problem::Throttled
+                } else if let Some(n) = code
+                    .strip_prefix("Forbidden.AccessDenied.")
+                    .and_then(|n| n.parse::<i64>().ok())
+                {
+                    old_problem(n)
                 } else if code.contains("ApiCountLimit") {
                     Problem::MonthlyQuota
                 } else if code.contains("AccessTokenPermissionDenied") {
@@ -264,11 +276,29 @@ impl ApiError {
                     format!("服务器出口 IP 不在应用的白名单中（{code}）。请在钉钉开发者后台把 IP {ip} 加入“服务器出口IP”白名单。{rid}"),
                 )
             }
-            Problem::Throttled | Problem::IpBanned => Failure::new(
+            Problem::Throttled => Failure::new(
                 503,
                 "dingtalk_throttled",
                 format!("DingTalk is throttling this app ({code}). Wait a few seconds and try again.{rid}"),
                 format!("钉钉对本应用限流（{code}），请稍等几秒再试。{rid}"),
+            ),
+            Problem::MinuteLimited => Failure::new(
+                503,
+                "dingtalk_minute_limit",
+                format!("DingTalk's per-minute limit for this app and API is used up ({code}). Try again after the minute.{rid}"),
+                format!("本应用调用该接口已达到钉钉每分钟上限（{code}），请一分钟后再试。{rid}"),
+            ),
+            Problem::IpBanned => Failure::new(
+                503,
+                "dingtalk_ip_banned",
+                format!("DingTalk has banned this server's IP for a few minutes for calling too often ({code}). Wait about 5 minutes; lower sync_qps if it happens during a sync.{rid}"),
+                format!("钉钉因调用过于频繁暂时封禁了本服务器 IP（{code}）。请等待约 5 分钟；如在同步时出现，请调低 sync_qps。{rid}"),
+            ),
+            Problem::TemporarilyBanned => Failure::new(
+                503,
+                "dingtalk_temporarily_banned",
+                format!("DingTalk has temporarily disabled these calls ({code}). Wait several minutes before trying again; check the developer console for the app's call volume.{rid}"),
+                format!("钉钉暂时禁用了这些调用（{code}）。请等待几分钟后再试，并在开发者后台检查应用的调用量。{rid}"),
             ),
             Problem::MonthlyQuota => Failure::new(
                 503,
@@ -379,6 +409,33 @@ mod tests {
         );
         assert_eq!(new(400, "invalidCode").problem(), Problem::CodeInvalid);
         assert_eq!(new(503, "systemBusy").problem(), Problem::Unavailable);
+        assert_eq!(new(429, "system.busy").problem(), Problem::Throttled);
+        assert_eq!(
+            new(403, "Forbidden.AccessDenied.QpmLimitForAppkeyAndApi").problem(),
+            Problem::MinuteLimited
+        );
+        assert_eq!(
+            new(403, "Forbidden.AccessDenied.90003").problem(),
+            Problem::TemporarilyBanned
+        );
+    }
+
+    #[test]
+    fn temporary_bans_are_their_own_problem() {
+        for code in [90001, 90003, 90004, 90005, 90006, 90007, 90008, 90017] {
+            let e = old(code, None, "请求被暂时禁用了");
+            assert_eq!(e.problem(), Problem::TemporarilyBanned, "{code}");
+            assert_eq!(
+                e.to_failure("qyapi_base").code,
+                "dingtalk_temporarily_banned"
+            );
+        }
+        assert_eq!(old(90018, None, "").problem(), Problem::Throttled);
+        assert_eq!(old(90002, None, "").problem(), Problem::Throttled);
+        assert_eq!(
+            ApiError::IpBanned.to_failure("qyapi_base").code,
+            "dingtalk_ip_banned"
+        );
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub fn is_task_exists(e: &ApiError) -> bool {
     matches!(e, ApiError::New { message, .. } if message.to_ascii_lowercase().contains("task exist"))
 }
 
+/// True when another create with the same `sourceId` holds DingTalk's lock
+/// (`400 todo.taskCreate.lockError`, docs/dingtalk-api.md §13.6): that create is in flight.
+pub fn is_create_locked(e: &ApiError) -> bool {
+    matches!(e, ApiError::New { code, .. } if code == "todo.taskCreate.lockError")
+}
+
 /// True when DingTalk says the task does not exist (`task not exist`; deleted there).
 pub fn is_task_missing(e: &ApiError) -> bool {
     matches!(e, ApiError::New { message, .. } if message.to_ascii_lowercase().contains("task not exist"))

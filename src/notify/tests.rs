@@ -10,6 +10,8 @@ struct Script {
     tasks: Vec<(String, String, String)>, // (owner unionid, source id, task id)
     bodies: Vec<Value>,
     quota_exhausted: bool,
+    /// A create in flight elsewhere: (source id, task id, lookups before it appears).
+    in_flight: Option<(String, String, u32)>,
 }
 
 /// The shared fake DingTalk with an organisation whose userid `u` has unionId `U-u` (`ghost` is
@@ -47,12 +49,24 @@ fn dingtalk(env: &mut FakeEnv) -> Rc<RefCell<Script>> {
                 let b = body_of(r);
                 st.bodies.push(b.clone());
                 let sid = b["sourceId"].as_str().unwrap_or("").to_string();
+                if st.in_flight.as_ref().is_some_and(|f| f.0 == sid) {
+                    return json_response(400, r#"{"code":"todo.taskCreate.lockError","message":"创建待办根据sourceId加锁失败","requestid":"r"}"#);
+                }
                 if st.tasks.iter().any(|t| t.1 == sid) {
                     return json_response(400, r#"{"code":"todo.taskCreate.paramError","message":"task exist","requestid":"r"}"#);
                 }
                 let id = format!("task{}", st.tasks.len() + 1);
                 st.tasks.push((owner, sid, id.clone()));
                 json_response(200, &json!({"id": id}).to_string())
+            }
+            ("GET", 7) if st.in_flight.as_ref().is_some_and(|f| f.0 == segs[6]) => {
+                let (sid, id, left) = st.in_flight.take().unwrap_or_default();
+                if left == 0 {
+                    st.tasks.push((owner, sid, id));
+                } else {
+                    st.in_flight = Some((sid, id, left - 1));
+                }
+                json_response(400, r#"{"code":"todo.taskQuery.paramError","message":"task not exist"}"#)
             }
             ("GET", 7) => match st.tasks.iter().find(|t| t.0 == owner && t.1 == segs[6]) {
                 Some(t) => json_response(200, &json!({"id": t.2, "sourceId": t.1}).to_string()),
@@ -168,6 +182,37 @@ fn task_exist_is_looked_up_by_source_id() {
         complete_todo(&mut env, &s, "", "lost-1").unwrap_err().code,
         "todo_not_found"
     );
+}
+
+#[test]
+fn a_create_racing_on_the_source_id_returns_the_winners_task() {
+    let s = sample();
+    let mut env = FakeEnv::new();
+    let script = dingtalk(&mut env);
+    // The winner's task appears after the loser's second lookup.
+    script.borrow_mut().in_flight = Some(("race-1".into(), "taskW".into(), 1));
+    let r = create_todo(&mut env, &s, &spec("race-1")).unwrap();
+    assert_eq!((r.task_id.as_str(), r.created), ("taskW", false));
+    let lookups = env
+        .paths()
+        .iter()
+        .filter(|p| p.ends_with("/tasks/sources/race-1"))
+        .count();
+    assert_eq!(lookups, 3);
+    // Still in flight after every lookup: a clear, retryable 503, nothing recorded.
+    script.borrow_mut().in_flight = Some(("race-2".into(), "taskV".into(), 99));
+    let f = create_todo(&mut env, &s, &spec("race-2")).unwrap_err();
+    assert_eq!(
+        (f.status, f.code.as_str()),
+        (503, "todo_create_in_progress")
+    );
+    script.borrow_mut().in_flight = None;
+    script
+        .borrow_mut()
+        .tasks
+        .push(("U-boss".into(), "race-2".into(), "taskV".into()));
+    let r = create_todo(&mut env, &s, &spec("race-2")).unwrap();
+    assert_eq!((r.task_id.as_str(), r.created), ("taskV", false));
 }
 
 #[test]

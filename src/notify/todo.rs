@@ -129,6 +129,35 @@ fn todo_not_found(source_id: &str) -> Failure {
     )
 }
 
+/// How often, and how long apart, a create that lost a race looks for the winner's task.
+const RACE_LOOKUPS: u32 = 5;
+const RACE_LOOKUP_GAP_MS: u64 = 300;
+
+/// The task another create with the same `source_id` made; while that create is still in flight
+/// the lookup finds nothing, so it is repeated a few times before answering 503 (retry).
+fn task_of_racing_create(
+    client: &mut Client<'_>,
+    creator: &str,
+    source_id: &str,
+) -> Result<String, Failure> {
+    for attempt in 0..RACE_LOOKUPS {
+        if attempt > 0 {
+            client.env().sleep_ms(RACE_LOOKUP_GAP_MS);
+        }
+        match tasks::task_by_source(client, creator, source_id) {
+            Ok(id) => return Ok(id),
+            Err(e) if tasks::is_task_missing(&e) || e.problem() == Problem::NotFound => {}
+            Err(e) => return Err(e.to_failure(TODO_READ)),
+        }
+    }
+    Err(Failure::new(
+        503,
+        "todo_create_in_progress",
+        "Another request is creating this to-do (same source_id) right now. Try again in a moment; the retry returns the same to-do.",
+        "另一个请求正在创建该待办（相同 source_id），请稍后重试；重试会返回同一个待办。",
+    ))
+}
+
 /// Creates a to-do, idempotent by `source_id`.
 pub fn create_todo(
     env: &mut dyn Env,
@@ -169,11 +198,12 @@ pub fn create_todo(
     };
     let (task_id, created) = match tasks::create_task(&mut client, &task) {
         Ok(id) => (id, true),
-        Err(e) if tasks::is_task_exists(&e) => {
-            let id = tasks::task_by_source(&mut client, &creator, &todo.source_id)
-                .map_err(|e| e.to_failure(TODO_READ))?;
-            (id, false)
-        }
+        // Another create with this source id won (`task exist`) or is in flight (`lockError`):
+        // the task is theirs, found by its source id.
+        Err(e) if tasks::is_task_exists(&e) || tasks::is_create_locked(&e) => (
+            task_of_racing_create(&mut client, &creator, &todo.source_id)?,
+            false,
+        ),
         Err(e) => return Err(e.to_failure(TODO_WRITE)),
     };
     let record = TodoRecord {

@@ -116,8 +116,12 @@ impl Run<'_, '_> {
                             ));
                             break;
                         }
-                        Problem::IpBanned => {
+                        Problem::IpBanned | Problem::MinuteLimited => {
                             b.retry_after_ms = Some(60_000);
+                            break;
+                        }
+                        Problem::TemporarilyBanned => {
+                            b.retry_after_ms = Some(300_000);
                             break;
                         }
                         Problem::MonthlyQuota

@@ -5,6 +5,7 @@
 mod artifact;
 mod flows;
 mod helpers;
+mod real_dingtalk;
 mod scale_out;
 mod scenarios;
 mod smoke;
