@@ -11,60 +11,74 @@ use serde::Serialize;
 /// A permission point to enable (seed step 6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Permission {
-    /// DingTalk's code.
+    /// DingTalk's code, as the API page's 权限要求 row prints it.
     pub code: &'static str,
     /// Its name in the console.
     pub name: &'static str,
     /// Why the plugin needs it.
     pub purpose: &'static str,
+    /// The DingTalk page that names this code (docs/dingtalk-api.md §13.10).
+    pub source: &'static str,
 }
 
-/// The permissions of seed step 6 (contacts + to-dos) and the login ones.
+/// The permissions of seed step 6 (contacts + to-dos) and the login ones: only codes a DingTalk
+/// page states. The members' mobile and email need field permissions (企业员工手机号信息,
+/// 邮箱等个人信息) whose codes no DingTalk page states, so the guide names them in step 6's
+/// text instead of listing a code (docs/dingtalk-api.md §13.10).
 pub const PERMISSIONS: &[Permission] = &[
+    Permission {
+        code: "qyapi_base",
+        name: "调用企业API时需要具备的基本权限",
+        purpose: "every call: access token, in-app sign-in (getuserinfo), work notifications, the contact scope",
+        source: "https://open.dingtalk.com/document/development/obtain-corpsecret-authorization-scope",
+    },
     Permission {
         code: "qyapi_get_member",
         name: "成员信息读权限",
-        purpose: "sign-in: the member's departments and org email; to-dos: userid → unionId",
+        purpose: "sign-in: the member's departments and org email; QR login: userid by unionId; to-dos: userid → unionId",
+        source: "https://open.dingtalk.com/document/development/query-a-user-by-the-union-id",
     },
     Permission {
         code: "qyapi_get_department_list",
         name: "通讯录部门信息读权限",
         purpose: "full sync: the department tree",
+        source: "https://open.dingtalk.com/document/development/user-management-acquires-the-list-departments",
     },
     Permission {
         code: "qyapi_get_department_member",
         name: "通讯录部门成员读权限",
         purpose: "full sync: members of each department",
+        source: "https://open.dingtalk.com/document/development/queries-the-complete-information-of-a-department-user",
+    },
+    Permission {
+        code: "open_app_api_base",
+        name: "获取钉钉开放接口用户访问凭证的基础权限",
+        purpose: "QR login: the user access token",
+        source: "https://open.dingtalk.com/document/development/obtain-user-token",
     },
     Permission {
         code: "Contact.User.Read",
         name: "通讯录个人信息读权限",
         purpose: "QR login: the signed-in person's unionId",
-    },
-    Permission {
-        code: "Contact.User.mobile",
-        name: "个人手机号信息",
-        purpose: "mobile numbers of members (optional)",
-    },
-    Permission {
-        code: "fieldEmail",
-        name: "邮箱等个人信息",
-        purpose: "email of members (optional)",
+        source: "https://open.dingtalk.com/document/development/dingtalk-retrieve-user-information",
     },
     Permission {
         code: "qyapi_get_omp_sso_userinfo",
-        name: "应用管理后台免登",
+        name: "企业OA后台免登访问权限",
         purpose: "admin-backend sign-in with the SSOsecret",
+        source: "https://open.dingtalk.com/document/development/obtains-the-identity-of-an-application-administrator",
     },
     Permission {
         code: "Todo.Todo.Write",
         name: "待办应用中待办写权限",
         purpose: "create, complete and delete to-dos",
+        source: "https://open.dingtalk.com/document/development/add-dingtalk-to-do-task",
     },
     Permission {
         code: "Todo.Todo.Read",
         name: "待办应用中待办读权限",
-        purpose: "find a to-do by the platform's id",
+        purpose: "find a to-do by the platform's id; complete a to-do",
+        source: "https://open.dingtalk.com/document/development/add-dingtalk-to-do-task",
     },
 ];
 
@@ -217,6 +231,7 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
                 .collect::<Vec<_>>()
                 .join("、")
         ),
+        "6. 通讯录字段权限（可选）: 企业员工手机号信息、邮箱等个人信息 — members' mobile and email in the directory; enable them under 权限管理 → 通讯录管理 if the platform needs them".to_string(),
         format!("8. 回调域名: {login_callback_url}"),
         format!(
             "9. SSOsecret: {}",

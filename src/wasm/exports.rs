@@ -190,6 +190,7 @@ impl config::Guest for Plugin {
                     code: p.code.to_string(),
                     name: p.name.to_string(),
                     purpose: p.purpose.to_string(),
+                    source: p.source.to_string(),
                 })
                 .collect(),
             checks: g
