@@ -249,6 +249,17 @@ impl<'a> Reader<'a> {
 
     /// An absolute URL; https unless the host is loopback.
     fn url(&mut self, key: &str, value: &str, allow_path: bool) -> Option<String> {
+        // The component carries no Unicode IDNA tables (Cargo.toml, `idna_adapter`): an
+        // internationalised domain is entered in its ASCII (punycode) form.
+        if !value.is_ascii() {
+            self.issues.push(Issue::new(
+                key,
+                "not_ascii",
+                format!("{key} 含非 ASCII 字符；中文域名请填写其 punycode 形式（xn--…），路径中的中文请先进行 URL 编码"),
+                format!("{key} contains non-ASCII characters; enter an internationalised domain in its punycode form (xn--…) and percent-encode the rest"),
+            ));
+            return None;
+        }
         let parsed = match Url::parse(value) {
             Ok(u) => u,
             Err(_) => {
@@ -615,6 +626,7 @@ pub(crate) mod tests {
             ("https://forms.example.com/#x", "has_query"),
             ("ftp://forms.example.com", "not_https"),
             ("https://user:pw@forms.example.com", "has_credentials"),
+            ("https://表单.example.com", "not_ascii"),
         ] {
             let mut raw = sample_raw();
             raw.insert("site_url".into(), value.into());
