@@ -380,6 +380,18 @@ mod tests {
             Some(Route::Api)
         );
         assert_eq!(route_of(&req("/dingding/apix")), None);
+        assert_eq!(
+            route_of(&req(
+                "/dingding/dingding_auth_corp?x=https://h/dingding/api/corps"
+            )),
+            Some(Route::InappMobile)
+        );
+        assert_eq!(
+            route_of(&req(
+                "http://h:1/index.php?dingding/dd_client_callback&corpId=C"
+            )),
+            Some(Route::InappPc)
+        );
         assert_eq!(route_of(&req("/")), None);
     }
 }
