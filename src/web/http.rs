@@ -5,6 +5,38 @@ use crate::failure::Failure;
 /// Largest request body any route accepts (the platform API's JSON, DingTalk's event pushes).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// What reading a request body with a size limit gave.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRead {
+    /// The whole body, at most the limit.
+    Complete(Vec<u8>),
+    /// More than the limit arrived; reading stopped there.
+    TooLarge,
+    /// The stream failed before its end.
+    Failed,
+}
+
+/// Collects chunks from `next` (`None` = end of stream) until the end, or until the running
+/// total passes `limit`: never holds more than `limit` bytes plus one chunk.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub fn read_limited<E>(
+    mut next: impl FnMut() -> Option<Result<Vec<u8>, E>>,
+    limit: usize,
+) -> BodyRead {
+    let mut body = Vec::new();
+    while let Some(chunk) = next() {
+        let Ok(chunk) = chunk else {
+            return BodyRead::Failed;
+        };
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return BodyRead::TooLarge;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    BodyRead::Complete(body)
+}
+
 /// An incoming request.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -217,6 +249,31 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("x=1"));
         assert_eq!(r.cookie("dd_state").as_deref(), Some("abc"));
         assert_eq!(r.cookie("missing"), None);
+    }
+
+    #[test]
+    fn body_reading_stops_past_the_limit() {
+        // An endless stream: reading must stop right after the limit, not run forever.
+        let mut pulled = 0usize;
+        let read = read_limited::<()>(
+            || {
+                pulled += 1;
+                Some(Ok(vec![7u8; 1000]))
+            },
+            MAX_BODY,
+        );
+        assert_eq!(read, BodyRead::TooLarge);
+        assert_eq!(pulled, MAX_BODY / 1000 + 1);
+        let mut chunks = vec![Ok(vec![1u8; MAX_BODY - 1]), Ok(vec![2u8])].into_iter();
+        let read = read_limited::<()>(|| chunks.next(), MAX_BODY);
+        assert!(matches!(read, BodyRead::Complete(b) if b.len() == MAX_BODY));
+        let mut chunks = vec![Ok(vec![1u8; MAX_BODY]), Ok(vec![2u8])].into_iter();
+        assert_eq!(
+            read_limited::<()>(|| chunks.next(), MAX_BODY),
+            BodyRead::TooLarge
+        );
+        let mut chunks = vec![Ok(vec![1u8]), Err(())].into_iter();
+        assert_eq!(read_limited(|| chunks.next(), MAX_BODY), BodyRead::Failed);
     }
 
     #[test]

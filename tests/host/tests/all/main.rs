@@ -4,6 +4,7 @@
 
 mod artifact;
 mod flows;
+mod hardening;
 mod helpers;
 mod scale_out;
 mod scenarios;
