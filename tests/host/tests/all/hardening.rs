@@ -2,6 +2,9 @@
 //! targets, settings that cannot break login, browser-bound in-app login, `__Host-` cookies and
 //! the code-exchange budget.
 
+use crate::flows::{
+    inapp_page, inapp_with_code, qr_start, redeem, ticket_of, INAPP_COOKIE, QR_COOKIE,
+};
 use dingtalk_host::client::Resp;
 use dingtalk_host::demo::DEMO;
 use dingtalk_host::targets::{Fixture, Kind};
@@ -28,6 +31,8 @@ on_both_targets! {
     query_text_never_reroutes,
     site_url_with_a_path_is_refused,
     config_page_never_reveals_a_secret_length,
+    inapp_code_is_exchanged_only_for_the_browser_that_loaded_the_page,
+    qr_binding_planted_by_another_site_is_not_adopted,
 }
 
 /// What [`stream_chunked_post`] saw.
@@ -257,4 +262,78 @@ fn assert_no_length(r: &Resp, len: &str) {
     ] {
         assert!(!r.body.contains(&leak), "{leak:?} in {r}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Login CSRF on in-app login; 5. cookie tossing
+
+fn inapp_code_is_exchanged_only_for_the_browser_that_loaded_the_page(kind: Kind) {
+    let Some(f) = Fixture::start(kind, "inapp-csrf", |_| {}) else {
+        return;
+    };
+    for path in [
+        format!("/dingding/dingding_auth_corp?corpId={DEMO}"),
+        format!("/index.php?dingding/dd_client_callback&corpId={DEMO}"),
+    ] {
+        // The attacker's link carries their own unused code; the victim's browser has no
+        // page cookie (or a forged one): the page starts over, the code is never exchanged.
+        let attacker_code = f.sim.mint_inapp_code(DEMO, "lisi");
+        f.sim.reset_calls();
+        for cookie in [None, Some(format!("{INAPP_COOKIE}={}", "a".repeat(48)))] {
+            let link = format!("{path}&code={attacker_code}");
+            let r = match &cookie {
+                Some(c) => f.http.get_with_cookie(&link, c),
+                None => f.http.get(&link),
+            };
+            f.check(r.status == 200, &format!("the JSAPI page again: {r}"));
+            assert!(
+                r.body.contains("dd-config") && r.body.contains("\"retry\":true"),
+                "{r}"
+            );
+            let line = r
+                .set_cookie_line(INAPP_COOKIE)
+                .expect("a fresh page cookie");
+            for attr in ["Path=/;", "HttpOnly", "Secure", "SameSite=Lax"] {
+                assert!(line.contains(attr), "{attr}: {line}");
+            }
+            assert!(!line.to_ascii_lowercase().contains("domain="), "{line}");
+        }
+        assert!(
+            f.sim.calls().is_empty(),
+            "no code exchange without the page cookie"
+        );
+        // The page asks DingTalk for the code of whoever uses this browser and comes back with it.
+        let cookie = inapp_page(&f.http, &path);
+        let own = f.sim.mint_inapp_code(DEMO, "wangwu");
+        let done = inapp_with_code(&f.http, &path, &own, &cookie);
+        f.check(
+            done.status == 302,
+            &format!("own code with the cookie: {done}"),
+        );
+        assert_eq!(
+            redeem(&f.http, &ticket_of(&done)).json()["userid"],
+            "wangwu"
+        );
+    }
+}
+
+fn qr_binding_planted_by_another_site_is_not_adopted(kind: Kind) {
+    let Some(f) = Fixture::start(kind, "qr-toss", |_| {}) else {
+        return;
+    };
+    let planted = format!("{QR_COOKIE}={}", "ab".repeat(24));
+    let start = qr_start(&f.http, "", Some(&planted));
+    assert_ne!(
+        start.cookie, planted,
+        "a binding the plugin did not issue is replaced"
+    );
+    // The same browser's second tab keeps the binding the plugin issued.
+    let again = qr_start(&f.http, "", Some(&start.cookie));
+    assert_eq!(again.cookie, start.cookie);
+    let r = f.http.get_with_cookie("/dingding/login", &planted);
+    let line = r.set_cookie_line(QR_COOKIE).expect("binding cookie");
+    assert!(
+        line.contains("Path=/;") && !line.to_ascii_lowercase().contains("domain="),
+        "{line}"
+    );
 }
