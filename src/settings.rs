@@ -94,7 +94,7 @@ pub struct EventKeys {
 /// Validated settings. Built only by [`Settings::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Public origin (and optional path prefix) of the platform, without a trailing slash.
+    /// Public origin of the platform (no path), without a trailing slash.
     pub site_url: String,
     /// Licence.
     pub edition: Edition,
@@ -238,8 +238,10 @@ impl<'a> Reader<'a> {
             self.issues.push(Issue::new(
                 key,
                 "bad_length",
-                format!("{key} 的长度应在 {min} 到 {max} 个字符之间（当前 {len} 个）"),
-                format!("{key} must be {min} to {max} characters long (it has {len})"),
+                format!(
+                    "{key} 的长度应在 {min} 到 {max} 个字符之间；请从钉钉开发者后台重新完整复制"
+                ),
+                format!("{key} must be {min} to {max} characters long; copy it again, completely"),
             ));
             false
         } else {
@@ -308,8 +310,8 @@ impl<'a> Reader<'a> {
             self.issues.push(Issue::new(
                 key,
                 "has_path",
-                format!("{key} 只能是协议加域名（可带端口），不能带路径"),
-                format!("{key} must be a scheme and host (and port) only, without a path"),
+                format!("{key} 只能是协议加域名（可带端口），不能带路径（如 /forms）：钉钉登录的回调地址和 Cookie 都位于站点根路径下的 /dingding/…，请让平台在域名根路径提供服务，或为其单独配置一个域名"),
+                format!("{key} must be a scheme and host (and port) only, without a path such as /forms: DingTalk's callbacks and the login cookies live at /dingding/… on the site's root, so serve the platform at the root of its own host name"),
             ));
             return None;
         }
@@ -341,7 +343,7 @@ impl Settings {
                 "私有云域名，如 https://forms.example.com",
                 "the platform's public https address, e.g. https://forms.example.com",
             )
-            .and_then(|v| r.url("site_url", v, true));
+            .and_then(|v| r.url("site_url", v, false));
 
         let edition = match r.value("edition").map(|v| v.to_ascii_lowercase()) {
             None => Edition::SelfUse,
@@ -627,6 +629,8 @@ pub(crate) mod tests {
             ("ftp://forms.example.com", "not_https"),
             ("https://user:pw@forms.example.com", "has_credentials"),
             ("https://表单.example.com", "not_ascii"),
+            ("https://forms.example.com/forms", "has_path"),
+            ("https://forms.example.com/forms/", "has_path"),
         ] {
             let mut raw = sample_raw();
             raw.insert("site_url".into(), value.into());
@@ -644,6 +648,43 @@ pub(crate) mod tests {
             Settings::parse(&raw).unwrap().site_url,
             "http://127.0.0.1:3000"
         );
+        let mut raw = sample_raw();
+        raw.insert("site_url".into(), "https://forms.example.com/forms".into());
+        let found = issues(&raw);
+        assert!(found[0].message_en.contains("without a path"), "{found:?}");
+        assert!(found[0].message_zh.contains("不能带路径"), "{found:?}");
+        // platform_login_url may still have a path.
+        let mut raw = sample_raw();
+        raw.insert(
+            "platform_login_url".into(),
+            "https://forms.example.com/app/sso/dingtalk".into(),
+        );
+        assert!(Settings::parse(&raw).is_ok());
+    }
+
+    #[test]
+    fn messages_never_reveal_a_secret_length() {
+        for (key, value) in [
+            ("app_secret", "a"),
+            ("sso_secret", "abcd"),
+            ("platform_token", "0123456789abcdefghij"),
+            ("event_token", "ab"),
+        ] {
+            let mut raw = sample_raw();
+            raw.insert(key.into(), value.into());
+            let found = issues(&raw);
+            let i = found.iter().find(|i| i.field == key).expect(key);
+            let len = value.len().to_string();
+            for m in [&i.message_en, &i.message_zh] {
+                assert!(!m.contains("it has") && !m.contains("当前"), "{key}: {m}");
+                // The only digits allowed are the documented bounds.
+                let digits: Vec<&str> = m
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|d| !d.is_empty())
+                    .collect();
+                assert!(!digits.contains(&len.as_str()), "{key}: {m}");
+            }
+        }
     }
 
     #[test]

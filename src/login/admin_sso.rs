@@ -1,7 +1,9 @@
 //! R3, admin-backend login from DingTalk's admin console: DingTalk appends a `code`, which the
 //! SSO token (from the SSOsecret) turns into the admin's identity (`v1.0/oauth2/ssoUserInfo`).
 
-use super::{check_code, corp_param_failure, safe_return_to, LoginResult, LoginStep};
+use super::{
+    check_code, corp_param_failure, safe_return_to, spend_code_budget, LoginResult, LoginStep,
+};
 use crate::corps;
 use crate::dingtalk::{oauth, ApiError, Client, Endpoints, Problem};
 use crate::env::Env;
@@ -40,6 +42,7 @@ pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest)
         "Admin-backend sign-in needs the SSOsecret. Copy it from 基本信息 → 开发信息（旧版） in the DingTalk developer console into the plugin settings (set-up step 9).",
         "管理后台免登需要 SSOsecret。请在钉钉开发者后台“基本信息 → 开发信息（旧版）”复制 SSOsecret 并填入插件设置（步骤 9）。",
     ))?;
+    spend_code_budget(env)?;
     let endpoints = Endpoints::from_settings(settings);
     let mut client = Client::new(env, &endpoints, &app);
     let info = oauth::sso_user_info(&mut client, &secret, &code).map_err(|e| sso_failure(&e))?;

@@ -5,6 +5,7 @@
 //! hand-off or a typed outcome (docs/http-contract.md §1–§3).
 
 pub mod admin_sso;
+pub mod browser;
 pub mod handoff;
 pub mod inapp;
 pub mod qr;
@@ -31,6 +32,10 @@ pub enum LoginStep {
         corp_id: String,
         /// The app's AppKey (the JSAPI's `clientId`).
         client_id: String,
+        /// The `set-cookie` value binding the coming code exchange to this browser.
+        set_cookie: String,
+        /// A code came back without this browser's cookie: the page asks again, once.
+        retry: bool,
     },
     /// R5: off to DingTalk's login page, with a cookie binding the state to this browser.
     ToDingTalk {
@@ -50,6 +55,30 @@ pub enum LoginStep {
 
 /// What every login flow returns.
 pub type LoginResult = Result<LoginStep, Failure>;
+
+/// DingTalk code exchanges (R1–R4) allowed per minute across every instance, so anonymous
+/// well-formed junk codes cannot burn the corp's DingTalk API quota.
+pub const CODE_EXCHANGES_PER_MINUTE: i64 = 600;
+
+/// Counts one code exchange against this minute's budget ([`CODE_EXCHANGES_PER_MINUTE`]),
+/// with an atomic increment shared by every instance; 429 past it.
+pub(crate) fn spend_code_budget(env: &mut dyn Env) -> Result<(), Failure> {
+    let minute = env.now_ms() / 60_000;
+    let key = format!("budget:codes:{minute}");
+    let n = env.kv_increment(&key, 1)?;
+    if n == 1 {
+        crate::kv::register_expiry(env, &key, (minute + 2) * 60_000)?;
+    }
+    if n > CODE_EXCHANGES_PER_MINUTE {
+        return Err(Failure::new(
+            429,
+            "login_busy",
+            "Too many DingTalk sign-ins are being attempted right now. Wait a minute and try again.",
+            "当前钉钉登录请求过多，请稍候一分钟再试。",
+        ));
+    }
+    Ok(())
+}
 
 /// Whether `s` has the shape of an id this plugin issues (48 hex digits).
 pub(crate) fn is_token_shaped(s: &str) -> bool {
@@ -185,6 +214,69 @@ mod tests {
         ] {
             assert_eq!(safe_return_to(Some(bad.into())), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn code_exchanges_have_a_budget_per_minute() {
+        let mut env = crate::testing::FakeEnv::new();
+        env.now = 60_000 * 1_000_000 + 5_000;
+        for _ in 0..CODE_EXCHANGES_PER_MINUTE {
+            spend_code_budget(&mut env).expect("within the budget");
+        }
+        let over = spend_code_budget(&mut env).unwrap_err();
+        assert_eq!((over.status, over.code.as_str()), (429, "login_busy"));
+        // The counter is one key per minute, registered for the sweep.
+        assert!(env.kv.contains_key("budget:codes:1000000"));
+        env.now += 60_000;
+        assert!(
+            spend_code_budget(&mut env).is_ok(),
+            "a new minute, a new budget"
+        );
+    }
+
+    #[test]
+    fn every_code_route_spends_the_budget_before_calling_dingtalk() {
+        use crate::settings::tests::sample;
+        let mut env = crate::testing::FakeEnv::new();
+        env.answer("/v1.0/oauth2/ssoUserInfo", serde_json::json!({}));
+        for _ in 0..CODE_EXCHANGES_PER_MINUTE {
+            spend_code_budget(&mut env).unwrap();
+        }
+        let s = sample();
+        let r = admin_sso::sign_in(
+            &mut env,
+            &s,
+            admin_sso::AdminSsoRequest {
+                corp_id: Some("dingcorp123".into()),
+                code: Some("junkcode".into()),
+                return_to: None,
+            },
+        );
+        assert_eq!(r.unwrap_err().status, 429);
+        let cookie = browser::issue(
+            &mut env,
+            &s.corp.app_secret,
+            browser::Purpose::Inapp,
+            "dingcorp123",
+            60_000,
+        );
+        let r = inapp::sign_in(
+            &mut env,
+            &s,
+            inapp::InappRequest {
+                corp_id: Some("dingcorp123".into()),
+                code: Some("junkcode".into()),
+                return_to: None,
+                page_cookie: Some(cookie),
+            },
+            crate::model::Via::InappMobile,
+        );
+        assert_eq!(r.unwrap_err().status, 429);
+        assert!(
+            env.requests.is_empty(),
+            "no DingTalk call: {:?}",
+            env.paths()
+        );
     }
 
     #[test]

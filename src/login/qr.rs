@@ -2,9 +2,10 @@
 //! then DingTalk's login page), R4 is DingTalk's callback (the state, then code → user token →
 //! unionId → userid in each candidate corp), and a person in several corps picks one.
 
+use super::browser::{self, Purpose};
 use super::{
-    check_code, enrich, first_binding_rule, is_token_shaped, safe_return_to, LoginResult,
-    LoginStep, ID_BYTES,
+    check_code, enrich, first_binding_rule, is_token_shaped, safe_return_to, spend_code_budget,
+    LoginResult, LoginStep, ID_BYTES,
 };
 use crate::corps;
 use crate::dingtalk::{contacts, oauth, Client, Endpoints};
@@ -20,8 +21,11 @@ use serde::{Deserialize, Serialize};
 pub const STATE_TTL_MS: u64 = 10 * 60_000;
 /// A corp choice lives this long.
 pub const CHOICE_TTL_MS: u64 = 5 * 60_000;
-/// The cookie that binds a QR login to the browser that started it.
-pub const BINDING_COOKIE: &str = "dd_login";
+/// The cookie that binds a QR login to the browser that started it. `__Host-`: `Secure`,
+/// `Path=/`, no `Domain`, so a sibling subdomain cannot plant one.
+pub const BINDING_COOKIE: &str = "__Host-dd_login";
+/// How long a binding cookie (and the binding id it carries) lives.
+pub const BINDING_TTL_MS: u64 = 6 * STATE_TTL_MS;
 
 /// R5 as the router parsed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,8 +77,19 @@ struct Choice {
     members: Vec<(String, String)>,
 }
 
-fn binding_cookie(value: &str, max_age_s: u64) -> String {
-    format!("{BINDING_COOKIE}={value}; Path=/dingding; Max-Age={max_age_s}; HttpOnly; Secure; SameSite=Lax")
+/// The binding id for this browser: the one it presents when the plugin signed it and it
+/// outlives the new state (so several tabs share one), else a fresh signed one. An id the
+/// plugin did not issue (planted by another site or subdomain) is never adopted.
+fn binding_for(env: &mut dyn Env, settings: &Settings, presented: Option<String>) -> String {
+    let secret = &settings.corp.app_secret;
+    let corp = settings.corp.corp_id.as_str();
+    let now = env.now_ms();
+    presented
+        .filter(|b| {
+            browser::verify(secret, Purpose::Qr, corp, b, now)
+                .is_some_and(|exp| exp > now + STATE_TTL_MS)
+        })
+        .unwrap_or_else(|| browser::issue(env, secret, Purpose::Qr, corp, BINDING_TTL_MS))
 }
 
 fn qr_disabled() -> Failure {
@@ -92,10 +107,7 @@ pub fn start(env: &mut dyn Env, settings: &Settings, request: StartRequest) -> L
         return Err(qr_disabled());
     }
     let app = corps::resolve(env, settings, request.corp_id.as_deref())?;
-    let binding = request
-        .binding_cookie
-        .filter(|b| is_token_shaped(b))
-        .unwrap_or_else(|| random_id(env, ID_BYTES));
+    let binding = binding_for(env, settings, request.binding_cookie);
     let state = random_id(env, ID_BYTES);
     let record = LoginState {
         corp_id: request.corp_id.is_some().then(|| app.corp_id.clone()),
@@ -126,7 +138,7 @@ pub fn start(env: &mut dyn Env, settings: &Settings, request: StartRequest) -> L
             &format!("{}/oauth2/auth", settings.login_base_url),
             &pairs,
         ),
-        set_cookie: binding_cookie(&binding, STATE_TTL_MS / 1000 * 6),
+        set_cookie: browser::host_cookie(BINDING_COOKIE, &binding, BINDING_TTL_MS / 1000),
     })
 }
 
@@ -231,6 +243,7 @@ pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest
         "授权码格式不正确，请重新发起钉钉登录。",
     )?;
     let login_app = corps::resolve(env, settings, state.corp_id.as_deref())?;
+    spend_code_budget(env)?;
     let endpoints = Endpoints::from_settings(settings);
     let unionid = unionid_from_code(&mut Client::new(env, &endpoints, &login_app), &code)?;
     let candidates = match &state.corp_id {
@@ -392,5 +405,71 @@ mod tests {
                 && set_cookie.contains("SameSite=Lax")
         );
         assert!(!location.contains("evil"));
+        assert!(
+            set_cookie.starts_with("__Host-dd_login=") && set_cookie.contains("; Path=/;"),
+            "{set_cookie}"
+        );
+        assert!(!set_cookie.to_ascii_lowercase().contains("domain="));
+    }
+
+    fn started(env: &mut FakeEnv, s: &Settings, cookie: Option<String>) -> (String, String) {
+        let req = StartRequest {
+            binding_cookie: cookie,
+            ..StartRequest::default()
+        };
+        let Ok(LoginStep::ToDingTalk {
+            location,
+            set_cookie,
+        }) = start(env, s, req)
+        else {
+            panic!("expected a redirect to DingTalk");
+        };
+        let value = set_cookie[BINDING_COOKIE.len() + 1..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let state = location
+            .split("state=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string();
+        (value, state)
+    }
+
+    #[test]
+    fn a_binding_the_plugin_did_not_issue_is_never_adopted() {
+        let mut env = FakeEnv::new();
+        let mut s = sample();
+        s.qr_login_enabled = true;
+        // Cookie tossing: an attacker plants a token-shaped binding, then would use a state
+        // bound to it. The plugin issues its own instead.
+        let planted = "ab".repeat(24);
+        let (issued, state) = started(&mut env, &s, Some(planted.clone()));
+        assert_ne!(issued, planted);
+        assert!(browser::verify(
+            &s.corp.app_secret,
+            Purpose::Qr,
+            "dingcorp123",
+            &issued,
+            env.now
+        )
+        .is_some());
+        let planted_fails = consume_state(&mut env, Some(&state), Some(&planted));
+        assert_eq!(
+            planted_fails.err().map(|f| f.code),
+            Some("state_mismatch".into())
+        );
+        // A second tab of the same browser keeps its (signed, live) binding.
+        let (again, state2) = started(&mut env, &s, Some(issued.clone()));
+        assert_eq!(again, issued);
+        assert!(consume_state(&mut env, Some(&state2), Some(&issued)).is_ok());
+        // A binding near its end is replaced, so it outlives the state it binds.
+        env.now += BINDING_TTL_MS - STATE_TTL_MS;
+        let (renewed, _) = started(&mut env, &s, Some(issued.clone()));
+        assert_ne!(renewed, issued);
     }
 }

@@ -5,6 +5,38 @@ use crate::failure::Failure;
 /// Largest request body any route accepts (the platform API's JSON, DingTalk's event pushes).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// What reading a request body with a size limit gave.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRead {
+    /// The whole body, at most the limit.
+    Complete(Vec<u8>),
+    /// More than the limit arrived; reading stopped there.
+    TooLarge,
+    /// The stream failed before its end.
+    Failed,
+}
+
+/// Collects chunks from `next` (`None` = end of stream) until the end, or until the running
+/// total passes `limit`: never holds more than `limit` bytes plus one chunk.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub fn read_limited<E>(
+    mut next: impl FnMut() -> Option<Result<Vec<u8>, E>>,
+    limit: usize,
+) -> BodyRead {
+    let mut body = Vec::new();
+    while let Some(chunk) = next() {
+        let Ok(chunk) = chunk else {
+            return BodyRead::Failed;
+        };
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return BodyRead::TooLarge;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    BodyRead::Complete(body)
+}
+
 /// An incoming request.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -28,23 +60,10 @@ impl Request {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Self {
-        let mut target = path_with_query;
-        if let Some(i) = target.find("://") {
-            let rest = &target[i + 3..];
-            target = rest.find('/').map(|j| &rest[j..]).unwrap_or("/");
-        }
-        let target = target.split('#').next().unwrap_or("");
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q.to_string())),
-            None => (target, None),
-        };
+        let (path, query) = split_target(path_with_query);
         Request {
             method: method.to_ascii_uppercase(),
-            path: if path.is_empty() {
-                "/".into()
-            } else {
-                path.to_string()
-            },
+            path,
             query,
             headers: headers
                 .into_iter()
@@ -91,6 +110,32 @@ impl Request {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| k.trim() == name)
             .map(|(_, v)| v.trim().to_string())
+    }
+}
+
+/// Splits a request target (`/path?query`, or an absolute URL) into its percent-encoded path and
+/// raw query, with the `url` crate: a `://` inside the query is just query text, never a scheme.
+fn split_target(target: &str) -> (String, Option<String>) {
+    let Ok(base) = url::Url::parse("http://plugin.invalid/") else {
+        return ("/".into(), None);
+    };
+    // An absolute URL parses on its own; anything else is a path (origin-form) joined onto the
+    // dummy base. A target that parses as neither becomes `/` (answered 404).
+    let parsed = if target.starts_with('/') {
+        base.join(target)
+    } else {
+        url::Url::parse(target).or_else(|_| base.join(target))
+    };
+    match parsed {
+        Ok(u) => {
+            let path = if u.cannot_be_a_base() || u.path().is_empty() {
+                "/".to_string()
+            } else {
+                u.path().to_string()
+            };
+            (path, u.query().map(str::to_string))
+        }
+        Err(_) => ("/".into(), None),
     }
 }
 
@@ -204,5 +249,70 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("x=1"));
         assert_eq!(r.cookie("dd_state").as_deref(), Some("abc"));
         assert_eq!(r.cookie("missing"), None);
+    }
+
+    #[test]
+    fn body_reading_stops_past_the_limit() {
+        // An endless stream: reading must stop right after the limit, not run forever.
+        let mut pulled = 0usize;
+        let read = read_limited::<()>(
+            || {
+                pulled += 1;
+                Some(Ok(vec![7u8; 1000]))
+            },
+            MAX_BODY,
+        );
+        assert_eq!(read, BodyRead::TooLarge);
+        assert_eq!(pulled, MAX_BODY / 1000 + 1);
+        let mut chunks = vec![Ok(vec![1u8; MAX_BODY - 1]), Ok(vec![2u8])].into_iter();
+        let read = read_limited::<()>(|| chunks.next(), MAX_BODY);
+        assert!(matches!(read, BodyRead::Complete(b) if b.len() == MAX_BODY));
+        let mut chunks = vec![Ok(vec![1u8; MAX_BODY]), Ok(vec![2u8])].into_iter();
+        assert_eq!(
+            read_limited::<()>(|| chunks.next(), MAX_BODY),
+            BodyRead::TooLarge
+        );
+        let mut chunks = vec![Ok(vec![1u8]), Err(())].into_iter();
+        assert_eq!(read_limited(|| chunks.next(), MAX_BODY), BodyRead::Failed);
+    }
+
+    #[test]
+    fn scheme_in_the_query_is_query_text() {
+        // Before: the first `://` anywhere was taken as a scheme, so this routed to the API.
+        let r = Request::new(
+            "GET",
+            "/dingding/dingding_auth_corp?x=https://h/dingding/api/corps",
+            vec![],
+            vec![],
+        );
+        assert_eq!(r.path, "/dingding/dingding_auth_corp");
+        assert_eq!(r.query.as_deref(), Some("x=https://h/dingding/api/corps"));
+        let r = Request::new(
+            "GET",
+            "https://h/index.php?dingding/dd_client_callback&corpId=C&r=http://x/dingding/api",
+            vec![],
+            vec![],
+        );
+        assert_eq!(r.path, "/index.php");
+        assert_eq!(r.param("corpId").as_deref(), Some("C"));
+        let r = Request::new(
+            "GET",
+            "/index.php?dingding/dd_client_callback&corpId=C",
+            vec![],
+            vec![],
+        );
+        assert_eq!(r.path, "/index.php");
+        assert_eq!(
+            r.query.as_deref(),
+            Some("dingding/dd_client_callback&corpId=C")
+        );
+        for odd in ["", "*", "//evil/x?y", "http://", "/a/../dingding/api"] {
+            let r = Request::new("GET", odd, vec![], vec![]);
+            assert!(r.path.starts_with('/'), "{odd}: {}", r.path);
+        }
+        assert_eq!(
+            Request::new("GET", "/a/../dingding/api", vec![], vec![]).path,
+            "/dingding/api"
+        );
     }
 }

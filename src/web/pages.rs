@@ -108,13 +108,18 @@ fn json_block(value: &serde_json::Value) -> String {
         .replace('&', "\\u0026")
 }
 
-const INAPP_SCRIPT: &str = r#"(function(){var cfg=JSON.parse(document.getElementById('dd-config').textContent);var st=document.getElementById('status');function show(m){st.textContent=m;}var done=false;function fail(e){if(done)return;done=true;var d=e&&(e.errorMessage||e.message||e.errorCode);show(cfg.failed+(d?' ('+d+')':''));}function go(code){if(done)return;done=true;var u=new URL(window.location.href);u.searchParams.set('code',code);window.location.replace(u.toString());}if(typeof dd==='undefined'||(dd.env&&dd.env.platform==='notInDingTalk')){show(cfg.outside);return;}var req={corpId:cfg.corpId,clientId:cfg.clientId,onSuccess:function(r){if(r&&r.code){go(r.code);}else{fail();}},onFail:fail};setTimeout(function(){if(!done){show(cfg.slow);}},10000);if(dd.error){dd.error(fail);}dd.ready(function(){if(typeof dd.requestAuthCode==='function'){dd.requestAuthCode(req);}else if(dd.runtime&&dd.runtime.permission&&dd.runtime.permission.requestAuthCode){dd.runtime.permission.requestAuthCode({corpId:cfg.corpId,onSuccess:req.onSuccess,onFail:fail});}else{show(cfg.outside);}});})();"#;
+const INAPP_SCRIPT: &str = r#"(function(){var cfg=JSON.parse(document.getElementById('dd-config').textContent);var st=document.getElementById('status');function show(m){st.textContent=m;}var done=false;if(cfg.retry){var s=null;try{s=window.sessionStorage;}catch(e){}var k='dd_inapp_retry';var last=0;try{last=s?Number(s.getItem(k)||0):0;}catch(e){}if(!s||Date.now()-last<60000){show(cfg.cookies);return;}try{s.setItem(k,String(Date.now()));}catch(e){show(cfg.cookies);return;}}function fail(e){if(done)return;done=true;var d=e&&(e.errorMessage||e.message||e.errorCode);show(cfg.failed+(d?' ('+d+')':''));}function go(code){if(done)return;done=true;var u=new URL(window.location.href);u.searchParams.set('code',code);window.location.replace(u.toString());}if(typeof dd==='undefined'||(dd.env&&dd.env.platform==='notInDingTalk')){show(cfg.outside);return;}var req={corpId:cfg.corpId,clientId:cfg.clientId,onSuccess:function(r){if(r&&r.code){go(r.code);}else{fail();}},onFail:fail};setTimeout(function(){if(!done){show(cfg.slow);}},10000);if(dd.error){dd.error(fail);}dd.ready(function(){if(typeof dd.requestAuthCode==='function'){dd.requestAuthCode(req);}else if(dd.runtime&&dd.runtime.permission&&dd.runtime.permission.requestAuthCode){dd.runtime.permission.requestAuthCode({corpId:cfg.corpId,onSuccess:req.onSuccess,onFail:fail});}else{show(cfg.outside);}});})();"#;
 
-/// R1/R2 without a code: loads the JSAPI, asks for an auth code for `corp_id`, comes back with it.
-pub fn inapp_page(corp_id: &str, client_id: &str) -> Response {
+/// R1/R2 without a code: loads the JSAPI, asks for an auth code for `corp_id`, comes back to the
+/// same URL with `code` set (the router adds the cookie that binds the exchange to this browser).
+/// `retry`: a code came back without that cookie; the page asks once more, then explains that
+/// cookies are needed instead of reloading forever.
+pub fn inapp_page(corp_id: &str, client_id: &str, retry: bool) -> Response {
     let data = serde_json::json!({
         "corpId": corp_id,
         "clientId": client_id,
+        "retry": retry,
+        "cookies": "此登录需要本站的 Cookie：请允许本站使用 Cookie，并通过 https 地址从钉钉重新打开应用。This sign-in needs this site's cookies: allow cookies for it and reopen the app from DingTalk over https.",
         "outside": "请在钉钉客户端内打开此应用（工作台 → 应用）。Please open this app from the DingTalk workbench, inside the DingTalk app.",
         "failed": "钉钉免登失败，请关闭后重新打开应用。DingTalk sign-in failed; close and reopen the app.",
         "slow": "钉钉响应较慢，仍在等待…… DingTalk is slow to answer, still waiting…",
@@ -174,7 +179,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let r = inapp_page("ding\"><script>alert(1)</script>", "</script><b>");
+        let r = inapp_page("ding\"><script>alert(1)</script>", "</script><b>", false);
         let html = String::from_utf8(r.body).unwrap();
         assert!(!html.contains("<script>alert(1)"));
         assert!(!html.contains("</script><b>"));
@@ -186,7 +191,7 @@ mod tests {
 
     #[test]
     fn csp_pins_the_inline_script() {
-        let r = inapp_page("dingcorp", "appkey");
+        let r = inapp_page("dingcorp", "appkey", true);
         let csp = r.get_header("content-security-policy").unwrap();
         assert!(csp.contains(&csp_hash(INAPP_SCRIPT)));
         assert!(csp.contains(JSAPI_URL));
@@ -194,6 +199,7 @@ mod tests {
         assert!(html.contains(INAPP_SCRIPT));
         assert!(html.contains("requestAuthCode"));
         assert!(html.contains("dd.runtime.permission.requestAuthCode"));
+        assert!(html.contains("\"retry\":true") && html.contains("sessionStorage"));
     }
 
     #[test]

@@ -219,6 +219,7 @@ fn sign_in(env: &mut dyn Env, settings: &Settings, route: Route, request: &Reque
                 corp_id: corp_param(request),
                 code: request.param("code"),
                 return_to,
+                page_cookie: request.cookie(inapp::PAGE_COOKIE),
             };
             inapp::sign_in(env, settings, parsed, via)
         }
@@ -268,12 +269,22 @@ fn sign_in(env: &mut dyn Env, settings: &Settings, route: Route, request: &Reque
 fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult) -> Routed {
     let step = match result {
         Ok(step) => step,
+        Err(failure) if failure.status == 429 => {
+            let mut routed = Routed::page_failure(failure);
+            routed.response = routed.response.header("retry-after", "60");
+            return routed;
+        }
         Err(failure) => return Routed::page_failure(failure),
     };
     match step {
-        LoginStep::JsapiPage { corp_id, client_id } => {
-            Routed::plain(pages::inapp_page(&corp_id, &client_id))
-        }
+        LoginStep::JsapiPage {
+            corp_id,
+            client_id,
+            set_cookie,
+            retry,
+        } => Routed::plain(
+            pages::inapp_page(&corp_id, &client_id, retry).header("set-cookie", &set_cookie),
+        ),
         LoginStep::ToDingTalk {
             location,
             set_cookie,
@@ -380,6 +391,18 @@ mod tests {
             Some(Route::Api)
         );
         assert_eq!(route_of(&req("/dingding/apix")), None);
+        assert_eq!(
+            route_of(&req(
+                "/dingding/dingding_auth_corp?x=https://h/dingding/api/corps"
+            )),
+            Some(Route::InappMobile)
+        );
+        assert_eq!(
+            route_of(&req(
+                "http://h:1/index.php?dingding/dd_client_callback&corpId=C"
+            )),
+            Some(Route::InappPc)
+        );
         assert_eq!(route_of(&req("/")), None);
     }
 }

@@ -99,6 +99,13 @@ fn inapp_path(corp: &str, code: &str) -> String {
     format!("/dingding/dingding_auth_corp?corpId={corp}&code={code}")
 }
 
+/// The JSAPI page's cookie (`__Host-dd_inapp=…`), which binds the code exchange to the browser
+/// that loaded the page; without it R1 serves the page again.
+fn inapp_cookie(set_cookie: Option<&str>) -> Result<String> {
+    let line = set_cookie.context("the JSAPI page set no cookie")?;
+    Ok(line.split(';').next().unwrap_or_default().to_string())
+}
+
 fn bench_logins(f: &Fixture) -> Result<()> {
     let n = env_usize("BENCH_LOGINS", 300);
     let users: Vec<(String, String)> = f
@@ -120,12 +127,24 @@ fn bench_logins(f: &Fixture) -> Result<()> {
 
     // In-app (R1): cold cache, then warm.
     let h = host(f, Kv::new())?;
+    let (_, page_headers, ..) = timed(
+        &h,
+        &format!("/dingding/dingding_auth_corp?corpId={}", f.corp),
+        &[],
+    )?;
+    let cookie = inapp_cookie(
+        page_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str()),
+    )?;
+    let with_cookie = [("cookie".to_string(), cookie)];
     f.sim.reset_calls();
     let (uid, _) = &users[0];
     let (status, ..) = timed(
         &h,
         &inapp_path(&f.corp, &f.sim.mint_inapp_code(&f.corp, uid)),
-        &[],
+        &with_cookie,
     )?;
     anyhow::ensure!(status == 302, "in-app login answered {status}");
     let cold = f.sim.calls().len();
@@ -134,7 +153,7 @@ fn bench_logins(f: &Fixture) -> Result<()> {
     for i in 0..n {
         let (uid, _) = &users[i % users.len()];
         let path = inapp_path(&f.corp, &f.sim.mint_inapp_code(&f.corp, uid));
-        let (status, _, wall, waited) = timed(&h, &path, &[])?;
+        let (status, _, wall, waited) = timed(&h, &path, &with_cookie)?;
         anyhow::ensure!(status == 302, "in-app login answered {status}");
         samples.push((wall, waited));
     }
@@ -371,13 +390,23 @@ fn logins_per_second(
                     .build()
                     .expect("client");
                 let mut i = t;
+                let page = format!("{base}/dingding/dingding_auth_corp?corpId={DEMO_CORP}");
+                let cookie = client
+                    .get(&page)
+                    .send()
+                    .ok()
+                    .and_then(|r| {
+                        r.headers()
+                            .get("set-cookie")
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| v.split(';').next().unwrap_or_default().to_string())
+                    })
+                    .unwrap_or_default();
                 while Instant::now() < deadline {
                     let code = sim.mint_inapp_code(DEMO_CORP, users[i % users.len()]);
                     i += threads;
-                    let url = format!(
-                        "{base}/dingding/dingding_auth_corp?corpId={DEMO_CORP}&code={code}"
-                    );
-                    match client.get(url).send() {
+                    let url = format!("{page}&code={code}");
+                    match client.get(url).header("cookie", &cookie).send() {
                         Ok(r) if r.status().as_u16() == 302 => {
                             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         }

@@ -22,14 +22,38 @@ pub fn ticket_of(resp: &Resp) -> String {
     ticket
 }
 
-/// R1 with a fresh in-app code for `userid`: the ticket.
+/// The cookie the JSAPI page (R1/R2 without a code) sets to bind the code exchange to the
+/// browser that loaded it.
+pub const INAPP_COOKIE: &str = "__Host-dd_inapp";
+/// The QR login's binding cookie (R5 → R4).
+pub const QR_COOKIE: &str = "__Host-dd_login";
+
+/// The browser loads the JSAPI page at `path` (R1/R2 without a code): the `Cookie` header
+/// value it keeps (`__Host-dd_inapp=…`).
+#[track_caller]
+pub fn inapp_page(http: &Http, path: &str) -> String {
+    let page = http.get(path);
+    assert_eq!(page.status, 200, "the JSAPI page: {page}");
+    let value = page
+        .set_cookie(INAPP_COOKIE)
+        .unwrap_or_else(|| panic!("the JSAPI page set no {INAPP_COOKIE} cookie: {page}"));
+    format!("{INAPP_COOKIE}={value}")
+}
+
+/// What the page's script does with the code DingTalk gave it: back to the same URL plus
+/// `&code=`, with the page's cookie.
+pub fn inapp_with_code(http: &Http, path: &str, code: &str, cookie: &str) -> Resp {
+    http.get_with_cookie(&format!("{path}&code={code}"), cookie)
+}
+
+/// R1 as a browser in DingTalk does it: the JSAPI page, then a fresh in-app code for `userid`
+/// with the page's cookie. The ticket.
 #[track_caller]
 pub fn inapp_login(http: &Http, sim: &Sim, corp_id: &str, userid: &str) -> String {
+    let path = format!("/dingding/dingding_auth_corp?corpId={corp_id}");
+    let cookie = inapp_page(http, &path);
     let code = sim.mint_inapp_code(corp_id, userid);
-    let resp = http.get(&format!(
-        "/dingding/dingding_auth_corp?corpId={corp_id}&code={code}"
-    ));
-    ticket_of(&resp)
+    ticket_of(&inapp_with_code(http, &path, &code, &cookie))
 }
 
 /// `POST /dingding/api/tickets/redeem` with the platform's bearer.
@@ -48,7 +72,7 @@ pub fn redeem(http: &Http, ticket: &str) -> Resp {
 pub struct QrStart {
     /// The `state` in the redirect to DingTalk's login page.
     pub state: String,
-    /// The binding cookie, as a `Cookie` header value (`dd_login=…`).
+    /// The binding cookie, as a `Cookie` header value (`__Host-dd_login=…`).
     pub cookie: String,
     /// The redirect to the login page.
     pub location: String,
@@ -65,11 +89,11 @@ pub fn qr_start(http: &Http, query: &str, cookie: Option<&str>) -> QrStart {
     assert_eq!(resp.status, 302, "R5 redirects to DingTalk: {resp}");
     let location = resp.location().to_string();
     let state = query_param(&location, "state").expect("state in the login redirect");
-    let cookie = match resp.set_cookie("dd_login") {
-        Some(v) => format!("dd_login={v}"),
+    let cookie = match resp.set_cookie(QR_COOKIE) {
+        Some(v) => format!("{QR_COOKIE}={v}"),
         None => cookie
             .map(str::to_string)
-            .unwrap_or_else(|| panic!("R5 set no dd_login cookie: {resp}")),
+            .unwrap_or_else(|| panic!("R5 set no {QR_COOKIE} cookie: {resp}")),
     };
     QrStart {
         state,

@@ -4,6 +4,7 @@
 
 mod artifact;
 mod flows;
+mod hardening;
 mod helpers;
 mod real_dingtalk;
 mod scale_out;

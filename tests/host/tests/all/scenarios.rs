@@ -8,7 +8,10 @@
 //! `scenarios::wasmtime_target::`). Without Spin the `spin_target` tests print one SKIP line and pass,
 //! unless env `CI` is set (see `dingtalk_host::spin`).
 
-use crate::flows::{inapp_login, qr_callback, qr_start, redeem, scan_as, ticket_of};
+use crate::flows::{
+    inapp_login, inapp_page, inapp_with_code, qr_callback, qr_start, redeem, scan_as, ticket_of,
+    QR_COOKIE,
+};
 use crate::helpers;
 use dingtalk_host::client::{query_param, Resp};
 use dingtalk_host::demo::{DEMO, PLATFORM_TOKEN, SITE_URL};
@@ -88,11 +91,12 @@ fn inapp_mobile_login(kind: Kind) {
     );
     assert!(f.sim.calls().is_empty(), "the page needs no DingTalk call");
 
-    // With a code: exchange, then a 302 to platform_login_url?ticket=… (no personal data).
+    // With a code and the page's cookie: exchange, then a 302 to platform_login_url?ticket=…
+    // (no personal data).
+    let path = format!("/dingding/dingding_auth_corp?corpId={DEMO}");
+    let cookie = inapp_page(&f.http, &path);
     let code = f.sim.mint_inapp_code(DEMO, "lisi");
-    let resp = f.http.get(&format!(
-        "/dingding/dingding_auth_corp?corpId={DEMO}&code={code}"
-    ));
+    let resp = inapp_with_code(&f.http, &path, &code, &cookie);
     f.check(resp.status == 302, &format!("R1 with a code: {resp}"));
     let ticket = ticket_of(&resp);
     let location = resp.location();
@@ -139,10 +143,10 @@ fn inapp_pc_login_and_warm_call_count(kind: Kind) {
         return;
     };
     let r2 = |userid: &str| {
+        let path = format!("/index.php?dingding/dd_client_callback&corpId={DEMO}");
+        let cookie = inapp_page(&f.http, &path);
         let code = f.sim.mint_inapp_code(DEMO, userid);
-        f.http.get(&format!(
-            "/index.php?dingding/dd_client_callback&corpId={DEMO}&code={code}"
-        ))
+        inapp_with_code(&f.http, &path, &code, &cookie)
     };
     // Without a code, R2 is the same JSAPI page as R1.
     let page = f.http.get(&format!(
@@ -185,11 +189,12 @@ fn used_code_is_400(kind: Kind) {
     let Some(f) = Fixture::start(kind, "used-code", |_| {}) else {
         return;
     };
+    let page = format!("/dingding/dingding_auth_corp?corpId={DEMO}");
+    let cookie = inapp_page(&f.http, &page);
     let code = f.sim.mint_inapp_code(DEMO, "wangwu");
-    let path = format!("/dingding/dingding_auth_corp?corpId={DEMO}&code={code}");
-    let first = f.http.get(&path);
+    let first = inapp_with_code(&f.http, &page, &code, &cookie);
     f.check(first.status == 302, &format!("first use: {first}"));
-    let second = f.http.get(&path);
+    let second = inapp_with_code(&f.http, &page, &code, &cookie);
     f.check(second.status == 400, &format!("reused code: {second}"));
     assert!(
         second.page_has_code("code_invalid"),
@@ -198,9 +203,7 @@ fn used_code_is_400(kind: Kind) {
     assert!(second
         .header("content-type")
         .is_some_and(|c| c.starts_with("text/html")));
-    let malformed = f.http.get(&format!(
-        "/dingding/dingding_auth_corp?corpId={DEMO}&code=%3Cscript%3E"
-    ));
+    let malformed = inapp_with_code(&f.http, &page, "%3Cscript%3E", &cookie);
     assert_eq!(malformed.status, 400, "{malformed}");
     assert!(!malformed.body.contains("<script>"), "{malformed}");
 }
@@ -268,8 +271,8 @@ fn qr_login_end_to_end(kind: Kind) {
         "return_to stays server-side: {loc}"
     );
     let started = f.http.get("/dingding/login");
-    let line = started.set_cookie_line("dd_login").expect("binding cookie");
-    for attr in ["HttpOnly", "SameSite=Lax", "Path=/dingding", "Secure"] {
+    let line = started.set_cookie_line(QR_COOKIE).expect("binding cookie");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/;", "Secure"] {
         assert!(line.contains(attr), "cookie attribute {attr}: {line}");
     }
 
@@ -421,7 +424,7 @@ fn qr_login_disabled_is_403(kind: Kind) {
     let r = f.http.get("/dingding/login");
     f.check(r.status == 403, &format!("QR login off: {r}"));
     assert!(r.page_has_code("qr_login_disabled"), "{r}");
-    assert!(r.set_cookie_line("dd_login").is_none(), "{r}");
+    assert!(r.set_cookie_line(QR_COOKIE).is_none(), "{r}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -938,10 +941,10 @@ fn commercial_bind_choose_and_unbind(kind: Kind) {
     assert!(!r.body.contains(&secret), "a secret came back: {r}");
 
     // In-app login now serves the bound corp too.
+    let second_page = format!("/dingding/dingding_auth_corp?corpId={SECOND}");
+    let second_cookie = inapp_page(&f.http, &second_page);
     let code = f.sim.mint_inapp_code(SECOND, "solo");
-    let r = f.http.get(&format!(
-        "/dingding/dingding_auth_corp?corpId={SECOND}&code={code}"
-    ));
+    let r = inapp_with_code(&f.http, &second_page, &code, &second_cookie);
     f.check(r.status == 302, &format!("R1 of a bound corp: {r}"));
     let id = redeem(&f.http, &ticket_of(&r)).json();
     assert_eq!(id["corp_id"], SECOND);
@@ -969,7 +972,7 @@ fn commercial_bind_choose_and_unbind(kind: Kind) {
     let second_link = href(SECOND);
     let other_browser = f.http.get_with_cookie(
         &demo_link,
-        "dd_login=0000000000000000000000000000000000000000000000ff",
+        &format!("{QR_COOKIE}=0000000000000000000000000000000000000000000000ff"),
     );
     assert_eq!(
         other_browser.status, 400,
@@ -1021,9 +1024,7 @@ fn commercial_bind_choose_and_unbind(kind: Kind) {
     let r = f.api("DELETE", &format!("/dingding/api/corps/{SECOND}"), None);
     f.check(r.status == 200, &format!("unbind: {r}"));
     let code = f.sim.mint_inapp_code(SECOND, "solo");
-    let r = f.http.get(&format!(
-        "/dingding/dingding_auth_corp?corpId={SECOND}&code={code}"
-    ));
+    let r = inapp_with_code(&f.http, &second_page, &code, &second_cookie);
     assert_eq!(r.status, 403, "{r}");
     let t = inapp_login(&f.http, &f.sim, DEMO, "lisi");
     assert_eq!(redeem(&f.http, &t).json()["userid"], "lisi");
@@ -1095,10 +1096,10 @@ fn dingtalk_failures_give_clear_pages(kind: Kind) {
         return;
     };
     let r1 = |f: &Fixture| {
+        let path = format!("/dingding/dingding_auth_corp?corpId={DEMO}");
+        let cookie = inapp_page(&f.http, &path);
         let code = f.sim.mint_inapp_code(DEMO, "wangwu");
-        f.http.get(&format!(
-            "/dingding/dingding_auth_corp?corpId={DEMO}&code={code}"
-        ))
+        inapp_with_code(&f.http, &path, &code, &cookie)
     };
     // Throttled once: backed off and retried, the person does not notice.
     f.sim.inject(
