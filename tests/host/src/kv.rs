@@ -6,6 +6,7 @@ use crate::host::StoreState;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use wasmtime::component::Resource;
 
 /// The only bucket the host serves, as Spin's `key_value_stores = ["default"]`.
@@ -30,6 +31,65 @@ struct KvInner {
     exists: AtomicU64,
     list_keys: AtomicU64,
     increments: AtomicU64,
+    /// Every guest operation, in order (1-based index = position + 1), bounded.
+    log: Mutex<Vec<KvOp>>,
+    /// Guest operations so far (all kinds), the index [`Kv::fail_op`] counts in.
+    ops: AtomicU64,
+    faults: Mutex<Vec<ArmedFault>>,
+    fired: Mutex<Vec<(KvOp, KvFaultKind)>>,
+}
+
+/// How many guest operations the op log keeps (older ones are dropped).
+const OP_LOG_LIMIT: usize = 4096;
+
+/// One guest operation on the store, as the op log and the fault reports show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvOp {
+    /// 1-based index among every guest operation on this store.
+    pub index: u64,
+    /// `get`, `set`, `delete`, `exists`, `list-keys` or `increment`.
+    pub op: &'static str,
+    /// The key (empty for `list-keys`).
+    pub key: String,
+}
+
+impl std::fmt::Display for KvOp {
+    /// `increment ticket:…` with the key cut after its first segment (keys may hold tickets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match self.key.find(':') {
+            Some(at) => format!("{}:…", &self.key[..at]),
+            None => self.key.clone(),
+        };
+        write!(f, "{} {shown}", self.op)
+    }
+}
+
+/// How an injected key-value fault fails the guest's operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvFaultKind {
+    /// The store is down: the operation is not applied and fails at once with
+    /// `wasi:keyvalue/store.error.other` (what Spin answers when its backend is unreachable).
+    StoreDown,
+    /// The store is slow: the operation **is applied**, then the answer stalls for this long
+    /// and the guest gets `error.other("timeout")`, the ambiguous case of a lost reply. The
+    /// stall is bounded by the caller (keep it short: it blocks the request).
+    Timeout(Duration),
+}
+
+/// Which guest operations an injected fault hits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum KvTarget {
+    /// The operation with this absolute index (see [`Kv::ops`]).
+    Index(u64),
+    /// The next operations on keys that start with this prefix.
+    Prefix(String),
+}
+
+#[derive(Clone, Debug)]
+struct ArmedFault {
+    target: KvTarget,
+    kind: KvFaultKind,
+    remaining: u32,
 }
 
 /// How many operations guests made on a [`Kv`], by kind.
@@ -141,6 +201,86 @@ impl Kv {
         Ok(next)
     }
 
+    /// Guest operations so far, of every kind: the index space of [`fail_op`](Kv::fail_op).
+    pub fn ops(&self) -> u64 {
+        self.inner.ops.load(Ordering::SeqCst)
+    }
+
+    /// The guest operations with an index above `after` (as returned by [`ops`](Kv::ops)),
+    /// from the bounded op log.
+    pub fn ops_since(&self, after: u64) -> Vec<KvOp> {
+        lock(&self.inner.log)
+            .iter()
+            .filter(|o| o.index > after)
+            .cloned()
+            .collect()
+    }
+
+    /// Fails the `nth` guest operation counted from now (1 = the very next one), once.
+    pub fn fail_op(&self, nth: u64, kind: KvFaultKind) {
+        let index = self.ops() + nth.max(1);
+        lock(&self.inner.faults).push(ArmedFault {
+            target: KvTarget::Index(index),
+            kind,
+            remaining: 1,
+        });
+    }
+
+    /// Fails the next `times` guest operations on keys starting with `prefix`.
+    pub fn fail_prefix(&self, prefix: &str, kind: KvFaultKind, times: u32) {
+        lock(&self.inner.faults).push(ArmedFault {
+            target: KvTarget::Prefix(prefix.to_string()),
+            kind,
+            remaining: times.max(1),
+        });
+    }
+
+    /// Removes every armed fault (fired ones stay in [`fired`](Kv::fired)).
+    pub fn clear_faults(&self) {
+        lock(&self.inner.faults).clear();
+    }
+
+    /// Armed faults that have not fired yet.
+    pub fn pending_faults(&self) -> usize {
+        lock(&self.inner.faults).len()
+    }
+
+    /// The operations failed so far by injected faults, in order, and forgets them.
+    pub fn take_fired(&self) -> Vec<(KvOp, KvFaultKind)> {
+        std::mem::take(&mut *lock(&self.inner.fired))
+    }
+
+    /// Counts one guest operation, logs it, and says whether an armed fault hits it.
+    fn begin(&self, counter: &AtomicU64, op: &'static str, key: &str) -> Option<KvFaultKind> {
+        Kv::count(counter);
+        let index = self.inner.ops.fetch_add(1, Ordering::SeqCst) + 1;
+        let entry = KvOp {
+            index,
+            op,
+            key: key.to_string(),
+        };
+        {
+            let mut log = lock(&self.inner.log);
+            if log.len() >= OP_LOG_LIMIT {
+                log.remove(0);
+            }
+            log.push(entry.clone());
+        }
+        let mut faults = lock(&self.inner.faults);
+        let at = faults.iter().position(|f| match &f.target {
+            KvTarget::Index(i) => *i == index,
+            KvTarget::Prefix(p) => !key.is_empty() && key.starts_with(p.as_str()),
+        })?;
+        let kind = faults[at].kind;
+        faults[at].remaining -= 1;
+        if faults[at].remaining == 0 {
+            faults.remove(at);
+        }
+        drop(faults);
+        lock(&self.inner.fired).push((entry, kind));
+        Some(kind)
+    }
+
     fn map(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         // A panic while holding the lock cannot leave the map half-written: recover it.
         self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
@@ -148,6 +288,30 @@ impl Kv {
 
     fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies `apply` unless the fault says the store is down; a timeout applies it, stalls, fails.
+fn faulted<T>(
+    fault: Option<KvFaultKind>,
+    apply: impl FnOnce() -> Result<T, store::Error>,
+) -> Result<T, store::Error> {
+    match fault {
+        None => apply(),
+        Some(KvFaultKind::StoreDown) => Err(store::Error::Other(
+            "injected fault: the key-value store is unreachable".into(),
+        )),
+        Some(KvFaultKind::Timeout(stall)) => {
+            let _ = apply();
+            std::thread::sleep(stall.min(Duration::from_secs(2)));
+            Err(store::Error::Other(
+                "injected fault: timeout waiting for the key-value store".into(),
+            ))
+        }
     }
 }
 
@@ -191,8 +355,8 @@ impl store::HostBucket for StoreState {
         _bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        Kv::count(&self.kv.inner.gets);
-        Ok(Ok(self.kv.get(&key)))
+        let fault = self.kv.begin(&self.kv.inner.gets, "get", &key);
+        Ok(faulted(fault, || Ok(self.kv.get(&key))))
     }
 
     fn set(
@@ -201,9 +365,11 @@ impl store::HostBucket for StoreState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Kv::count(&self.kv.inner.sets);
-        self.kv.set(key, value);
-        Ok(Ok(()))
+        let fault = self.kv.begin(&self.kv.inner.sets, "set", &key);
+        Ok(faulted(fault, || {
+            self.kv.set(key, value);
+            Ok(())
+        }))
     }
 
     fn delete(
@@ -211,9 +377,11 @@ impl store::HostBucket for StoreState {
         _bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Kv::count(&self.kv.inner.deletes);
-        self.kv.remove(&key);
-        Ok(Ok(()))
+        let fault = self.kv.begin(&self.kv.inner.deletes, "delete", &key);
+        Ok(faulted(fault, || {
+            self.kv.remove(&key);
+            Ok(())
+        }))
     }
 
     fn exists(
@@ -221,8 +389,8 @@ impl store::HostBucket for StoreState {
         _bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
-        Kv::count(&self.kv.inner.exists);
-        Ok(Ok(self.kv.map().contains_key(&key)))
+        let fault = self.kv.begin(&self.kv.inner.exists, "exists", &key);
+        Ok(faulted(fault, || Ok(self.kv.map().contains_key(&key))))
     }
 
     /// Like Spin: every key at once, no cursor.
@@ -231,10 +399,12 @@ impl store::HostBucket for StoreState {
         _bucket: Resource<Bucket>,
         _cursor: Option<String>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
-        Kv::count(&self.kv.inner.list_keys);
-        Ok(Ok(store::KeyResponse {
-            keys: self.kv.keys(),
-            cursor: None,
+        let fault = self.kv.begin(&self.kv.inner.list_keys, "list-keys", "");
+        Ok(faulted(fault, || {
+            Ok(store::KeyResponse {
+                keys: self.kv.keys(),
+                cursor: None,
+            })
         }))
     }
 
@@ -251,8 +421,8 @@ impl atomics::Host for StoreState {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
-        Kv::count(&self.kv.inner.increments);
-        Ok(self.kv.increment(key, delta))
+        let fault = self.kv.begin(&self.kv.inner.increments, "increment", &key);
+        Ok(faulted(fault, || self.kv.increment(key, delta)))
     }
 
     fn swap(
@@ -308,6 +478,29 @@ mod tests {
             Err(store::Error::Other(_))
         ));
         assert_eq!(kv.get("k").unwrap(), b"hello");
+    }
+
+    #[test]
+    fn injected_faults_hit_the_chosen_operation_once() {
+        let kv = Kv::new();
+        let c = AtomicU64::new(0);
+        kv.fail_op(2, KvFaultKind::StoreDown);
+        assert_eq!(kv.begin(&c, "get", "a"), None);
+        assert_eq!(kv.begin(&c, "set", "b"), Some(KvFaultKind::StoreDown));
+        assert_eq!(kv.begin(&c, "set", "b"), None);
+        kv.fail_prefix("tic", KvFaultKind::StoreDown, 1);
+        assert_eq!(kv.begin(&c, "get", "x"), None);
+        assert_eq!(
+            kv.begin(&c, "get", "ticket:1"),
+            Some(KvFaultKind::StoreDown)
+        );
+        assert_eq!(kv.pending_faults(), 0);
+        let fired = kv.take_fired();
+        assert_eq!(fired.len(), 2);
+        assert_eq!(fired[0].0.index, 2);
+        assert_eq!(fired[1].0.to_string(), "get ticket:…");
+        assert_eq!(kv.ops(), 5);
+        assert_eq!(kv.ops_since(3).len(), 2);
     }
 
     #[test]

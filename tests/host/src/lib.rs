@@ -69,4 +69,4 @@ pub use host::{
     settings_list, Host, HostBuilder, StoreState, DEFAULT_DEADLINE, DEFAULT_MEMORY_LIMIT,
 };
 pub use http::{HttpReply, Server};
-pub use kv::{Kv, KvStats};
+pub use kv::{Kv, KvFaultKind, KvOp, KvStats};

@@ -3,6 +3,7 @@
 //! or `-- --skip sync_10k`.
 
 mod artifact;
+mod fault_matrix;
 mod flows;
 mod hardening;
 mod helpers;
