@@ -11,23 +11,26 @@
 //! 5. decryption; the trailing owner key must be the AppKey or CorpId of a served corp (the
 //!    configured one, and in the commercial edition the bound ones); the event's `CorpId`, when
 //!    present, must be that corp (403);
-//! 6. de-duplication: `kv::claim` on `evt:{sha1(corp|plaintext)}` (replays and re-signed
-//!    redeliveries) and, when
-//!    the event has an `eventId`, on `evt:id:{sha1(corp|eventId)}` (redeliveries with a new nonce),
-//!    kept one day. A duplicate of an applied event is answered `success` without applying it
-//!    again; a duplicate of one still being applied gets 503 (DingTalk retries in 10 s and 30 s;
-//!    should the instance applying it die, the next full-sync pass heals what it missed);
+//! 6. de-duplication on `evt:id:{sha1(corp|eventId)}`, or `evt:{sha1(corp|plaintext)}` for
+//!    events without an `eventId` (replays and re-signed redeliveries carry the same plaintext):
+//!    an event whose `:done` marker (kept one day) exists is answered `success` without applying
+//!    it again. Otherwise the delivery (DingTalk's `timestamp` and `nonce`) is claimed with
+//!    `increment`: the same delivery arriving while the first arrival is still at work gets 503
+//!    `event_in_progress`; DingTalk's retry (a new delivery, 10 s later) applies an event whose
+//!    first attempt died half-way, and a byte-identical third arrival does too. No clock of
+//!    ours is compared across instances, and a dead attempt never blocks an event for long;
 //! 7. the event is applied: ids are turned into [`DirectoryChange`]s, fetching details where the
 //!    event carries only ids (`topapi/v2/user/get` for added, modified and activated users,
 //!    `topapi/v2/department/get` for created and modified departments; left users, removed
 //!    departments and admin changes need no call), then appended to the change log;
 //! 8. the answer is the encrypted `success` with a fresh timestamp, nonce and random prefix.
 //!
-//! If a detail fetch fails (DingTalk down, throttled, permission missing), the claims are
+//! If a detail fetch fails (DingTalk down, throttled, permission missing), the claim is
 //! released and the answer is not `success`, so DingTalk's retry applies the event. Work is
-//! bounded: at most [`MAX_DETAIL_FETCHES`] detail calls per event; ids beyond that (bulk
-//! imports) are not fetched here but logged, and the next full-sync pass reports those members
-//! and departments (every pass reports every member and department).
+//! bounded: at most [`MAX_DETAIL_FETCHES`] detail calls and [`MAX_CHANGES_PER_EVENT`] change-log
+//! entries per event; ids beyond that (bulk imports and removals) are not applied here but
+//! logged, and the next full-sync pass reports those members and departments (every pass reports
+//! every member and department, and deactivates members no longer seen).
 
 use crate::corps;
 use crate::dingtalk::{contacts, ApiError, Client, Endpoints, Problem};
@@ -47,6 +50,11 @@ pub const TIMESTAMP_WINDOW_MS: u64 = 3600 * 1000;
 /// Most detail calls (`user/get`, `department/get`) made for one event: below DingTalk's 20
 /// calls/s per API, so the answer stays inside DingTalk's 1.5–2.5 s deadline.
 pub const MAX_DETAIL_FETCHES: usize = 15;
+/// Most changes one event appends to the change log (two store writes each): an event naming
+/// thousands of ids (a bulk removal) is still answered within DingTalk's deadline. Ids beyond
+/// it are logged; the next full-sync pass reports them (every pass reports every member and
+/// department, and deactivates members no longer seen).
+pub const MAX_CHANGES_PER_EVENT: usize = 500;
 /// How long de-duplication records are kept.
 const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 const NONCE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -256,34 +264,31 @@ pub fn receive(
         });
     }
 
-    // De-duplication by content: a replay and a redelivery carry the same plaintext (event type,
-    // ids and the event's own timestamp) even when DingTalk re-signs it with a new nonce; and by
-    // eventId when the event has one.
-    let mut keys_to_claim = vec![format!("evt:{}", sha1_hex(&[&app.corp_id, &decrypted.msg]))];
-    if let Some(id) = &event.event_id {
-        keys_to_claim.push(format!("evt:id:{}", sha1_hex(&[&app.corp_id, id])));
+    // De-duplication by eventId when the event has one, else by content: a replay and a
+    // redelivery carry the same plaintext (event type, ids and the event's own timestamp) even
+    // when DingTalk re-signs it with a new nonce.
+    let key = match &event.event_id {
+        Some(id) => format!("evt:id:{}", sha1_hex(&[&app.corp_id, id])),
+        None => format!("evt:{}", sha1_hex(&[&app.corp_id, &decrypted.msg])),
+    };
+    let done_key = format!("{key}:done");
+    if kv::get_live::<bool>(env, &done_key)?.unwrap_or(false) {
+        env.log("event: duplicate of an applied event; answered success");
+        return Ok(EventAnswer {
+            reply: success(env, &crypto, owner),
+            changes: Vec::new(),
+        });
     }
-    let expires = now + DEDUP_TTL_MS;
-    let mut claimed: Vec<String> = Vec::new();
-    let mut duplicate_of: Option<String> = None;
-    for key in &keys_to_claim {
-        if kv::claim(env, key, expires)? {
-            claimed.push(key.clone());
-        } else {
-            duplicate_of = Some(key.clone());
-            break;
-        }
+    // The in-progress claim belongs to one delivery (DingTalk's timestamp and nonce, so no clock
+    // of ours is compared): the same delivery arriving twice at once gets 503, while DingTalk's
+    // retry (a new delivery, 10 s later) takes over from an attempt that died half-way. Should
+    // the retry be byte-identical, the third arrival takes over.
+    let claim = delivery_claim_key(&key, &timestamp, &nonce);
+    let arrival = env.kv_increment(&claim, 1)?;
+    if arrival == 1 {
+        kv::register_expiry(env, &claim, now + 2 * TIMESTAMP_WINDOW_MS)?;
     }
-    if let Some(key) = duplicate_of {
-        release(env, &claimed);
-        let applied = kv::get_live::<bool>(env, &format!("{key}:done"))?.unwrap_or(false);
-        if applied {
-            env.log("event: duplicate of an applied event; answered success");
-            return Ok(EventAnswer {
-                reply: success(env, &crypto, owner),
-                changes: Vec::new(),
-            });
-        }
+    if arrival == 2 {
         return Err(Failure::new(
             503,
             "event_in_progress",
@@ -291,31 +296,36 @@ pub fn receive(
             "该事件正在由另一个请求处理，钉钉会重试。",
         ));
     }
+    if arrival > 2 {
+        env.log("event: an earlier attempt at this delivery did not finish; applying it again");
+    }
 
     let applied = changes_for(env, settings, &app, &event.event)
         .and_then(|changes| changelog::append(env, changes));
     let sequenced = match applied {
         Ok(s) => s,
         Err(f) => {
-            release(env, &claimed);
+            release(env, &claim);
             return Err(f);
         }
     };
-    for key in &claimed {
-        kv::put_expiring(env, &format!("{key}:done"), &true, expires)?;
-    }
+    kv::put_expiring(env, &done_key, &true, now + DEDUP_TTL_MS)?;
     Ok(EventAnswer {
         reply: success(env, &crypto, owner),
         changes: sequenced,
     })
 }
 
-/// Deletes claims so that DingTalk's retry of a failed event is applied.
-fn release(env: &mut dyn Env, claimed: &[String]) {
-    for key in claimed {
-        if env.kv_delete(key).is_err() {
-            env.log("event: could not release a de-duplication claim");
-        }
+/// The in-progress claim of one delivery of the event de-duplicated by `key`.
+fn delivery_claim_key(key: &str, timestamp: &str, nonce: &str) -> String {
+    format!("{key}:run:{}", sha1_hex(&[timestamp, nonce]))
+}
+
+/// Deletes the claim so that DingTalk's retry of a failed event is applied, also when it is
+/// byte-identical.
+fn release(env: &mut dyn Env, claim: &str) {
+    if env.kv_delete(claim).is_err() {
+        env.log("event: could not release a de-duplication claim");
     }
 }
 
@@ -331,9 +341,25 @@ fn changes_for(
     event: &ContactEvent,
 ) -> Result<Vec<DirectoryChange>, Failure> {
     let corp = app.corp_id.clone();
+    let total = match event {
+        ContactEvent::UserLeft(ids)
+        | ContactEvent::AdminAdded(ids)
+        | ContactEvent::AdminRemoved(ids) => ids.len(),
+        ContactEvent::DeptRemoved(ids) => ids.len(),
+        _ => 0,
+    };
+    if total > MAX_CHANGES_PER_EVENT {
+        env.log(&format!(
+            "event: {} ids beyond the first {MAX_CHANGES_PER_EVENT} not applied; the next full-sync pass reports them",
+            total - MAX_CHANGES_PER_EVENT
+        ));
+    }
     let member_ref =
         |ids: &[String], make: fn(String, String) -> DirectoryChange| -> Vec<DirectoryChange> {
-            ids.iter().map(|u| make(corp.clone(), u.clone())).collect()
+            ids.iter()
+                .take(MAX_CHANGES_PER_EVENT)
+                .map(|u| make(corp.clone(), u.clone()))
+                .collect()
         };
     Ok(match event {
         ContactEvent::UserAdded(ids)
@@ -353,6 +379,7 @@ fn changes_for(
         }
         ContactEvent::DeptRemoved(ids) => ids
             .iter()
+            .take(MAX_CHANGES_PER_EVENT)
             .map(|d| DirectoryChange::DepartmentRemoved {
                 corp_id: corp.clone(),
                 dept_id: *d,
@@ -825,6 +852,15 @@ mod tests {
         assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
     }
 
+    /// The in-progress claim of `push`'s delivery of event `event_id`.
+    fn delivery_claim(push: &Push, event_id: &str) -> String {
+        delivery_claim_key(
+            &format!("evt:id:{}", sha1_hex(&[CORP, event_id])),
+            &push.ts,
+            &push.nonce,
+        )
+    }
+
     #[test]
     fn duplicate_while_in_progress_is_503() {
         let s = sample();
@@ -834,20 +870,85 @@ mod tests {
             r#"{"EventType":"user_leave_org","eventId":"e3","UserId":["a"]}"#,
             env.now,
         );
-        // Another instance holds the eventId claim and has not finished.
-        let now = env.now;
-        kv::claim(
-            &mut env,
-            &format!("evt:id:{}", sha1_hex(&[CORP, "e3"])),
-            now + 1000,
-        )
-        .unwrap();
+        // Another instance is applying this very delivery and has not finished.
+        env.kv_increment(&delivery_claim(&push, "e3"), 1).unwrap();
         let r = handle(&mut env, &s, &push.request(&s));
         assert_eq!(
             (r.response.status, code_of(&r).as_str()),
             (503, "event_in_progress")
         );
         assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 0);
+    }
+
+    #[test]
+    fn a_half_applied_event_is_retried_within_a_minute_not_blocked_for_a_day() {
+        let s = sample();
+        let mut env = FakeEnv::new();
+        dingtalk(&mut env);
+        let plain = r#"{"EventType":"user_leave_org","eventId":"e4","UserId":["a"]}"#;
+        let first = Push::new(plain, env.now);
+        // The instance that received the first delivery claimed it, then died before marking
+        // it done (killed, out of time).
+        env.kv_increment(&delivery_claim(&first, "e4"), 1).unwrap();
+        // DingTalk's first retry, 10 s later: a new timestamp, nonce and signature.
+        env.now += 10_000;
+        let mut retry = Push::new(plain, env.now);
+        retry.nonce = "retry1".into();
+        let r = handle(&mut env, &s, &retry.request(&s));
+        assert_success(&s, &r);
+        assert!(matches!(r.outcome, Outcome::DirectoryChanged(_)));
+        assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
+        // The second retry finds it done.
+        env.now += 30_000;
+        let mut again = Push::new(plain, env.now);
+        again.nonce = "retry2".into();
+        let r = handle(&mut env, &s, &again.request(&s));
+        assert_success(&s, &r);
+        assert_eq!(r.outcome, Outcome::None);
+    }
+
+    #[test]
+    fn a_byte_identical_delivery_takes_over_on_its_third_arrival() {
+        let s = sample();
+        let mut env = FakeEnv::new();
+        dingtalk(&mut env);
+        let push = Push::new(
+            r#"{"EventType":"user_leave_org","eventId":"e5","UserId":["a"]}"#,
+            env.now,
+        );
+        // The first arrival died half-way; the second finds it in progress; the third applies.
+        env.kv_increment(&delivery_claim(&push, "e5"), 1).unwrap();
+        env.now += 10_000;
+        let r = handle(&mut env, &s, &push.request(&s));
+        assert_eq!(r.response.status, 503);
+        env.now += 30_000;
+        let r = handle(&mut env, &s, &push.request(&s));
+        assert_success(&s, &r);
+        assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
+    }
+
+    #[test]
+    fn an_event_with_thousands_of_ids_is_answered_with_bounded_work() {
+        let s = sample();
+        let mut env = FakeEnv::new();
+        dingtalk(&mut env);
+        let ids: Vec<String> = (0..5000).map(|i| format!("\"u{i}\"")).collect();
+        let plain = format!(
+            r#"{{"EventType":"user_leave_org","eventId":"bulk","UserId":[{}]}}"#,
+            ids.join(",")
+        );
+        let now = env.now;
+        let r = handle(&mut env, &s, &Push::new(&plain, now).request(&s));
+        assert_success(&s, &r);
+        let written = env.kv.keys().filter(|k| k.starts_with("change:")).count();
+        assert_eq!(written, MAX_CHANGES_PER_EVENT);
+        assert!(env.requests.is_empty());
+        let skipped = format!("{} ids beyond", 5000 - MAX_CHANGES_PER_EVENT);
+        assert!(
+            env.logs.iter().any(|l| l.contains(&skipped)),
+            "{:?}",
+            env.logs
+        );
     }
 
     #[test]
