@@ -8,4 +8,5 @@ mod helpers;
 mod scale_out;
 mod scenarios;
 mod smoke;
+mod store_hardening;
 mod sync_10k;
