@@ -14,11 +14,11 @@
 //! 6. de-duplication on `evt:id:{sha1(corp|eventId)}`, or `evt:{sha1(corp|plaintext)}` for
 //!    events without an `eventId` (replays and re-signed redeliveries carry the same plaintext):
 //!    an event whose `:done` marker (kept one day) exists is answered `success` without applying
-//!    it again. Otherwise the delivery (DingTalk's `timestamp` and `nonce`) is claimed with
-//!    `increment`: the same delivery arriving while the first arrival is still at work gets 503
-//!    `event_in_progress`; DingTalk's retry (a new delivery, 10 s later) applies an event whose
-//!    first attempt died half-way, and a byte-identical third arrival does too. No clock of
-//!    ours is compared across instances, and a dead attempt never blocks an event for long;
+//!    it again. Otherwise the first arrival claims it with `increment` and records its delivery
+//!    time as DingTalk stamped it; a delivery stamped less than 5 s later (a concurrent
+//!    duplicate) gets 503 `event_in_progress`, a later one (DingTalk's retry, 10 s and 30 s
+//!    after) takes over an attempt that died half-way. Only DingTalk's timestamps are compared,
+//!    never the clocks of two of our instances, and a dead attempt never blocks an event for long;
 //! 7. the event is applied: ids are turned into [`DirectoryChange`]s, fetching details where the
 //!    event carries only ids (`topapi/v2/user/get` for added, modified and activated users,
 //!    `topapi/v2/department/get` for created and modified departments; left users, removed
@@ -55,6 +55,8 @@ pub const MAX_DETAIL_FETCHES: usize = 15;
 /// it are logged; the next full-sync pass reports them (every pass reports every member and
 /// department, and deactivates members no longer seen).
 pub const MAX_CHANGES_PER_EVENT: usize = 500;
+/// A delivery stamped by DingTalk this long after the attempt in progress takes it over.
+const TAKEOVER_MS: u64 = 5_000;
 /// How long de-duplication records are kept.
 const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 const NONCE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -279,25 +281,38 @@ pub fn receive(
             changes: Vec::new(),
         });
     }
-    // The in-progress claim belongs to one delivery (DingTalk's timestamp and nonce, so no clock
-    // of ours is compared): the same delivery arriving twice at once gets 503, while DingTalk's
-    // retry (a new delivery, 10 s later) takes over from an attempt that died half-way. Should
-    // the retry be byte-identical, the third arrival takes over.
-    let claim = delivery_claim_key(&key, &timestamp, &nonce);
+    // One attempt at a time, across instances: the first arrival claims the event with
+    // `increment` and records its delivery time *as DingTalk stamped it*. A later delivery
+    // stamped less than TAKEOVER_MS after it is a concurrent duplicate (503); one stamped later
+    // is DingTalk's retry (10 s, 30 s) and takes over an attempt that died half-way. Only
+    // DingTalk's own timestamps are compared, never the clocks of two of our instances.
+    let push_ms = timestamp_ms(&timestamp).unwrap_or(now);
+    let claim = format!("{key}:claim");
+    let run_key = format!("{key}:run");
     let arrival = env.kv_increment(&claim, 1)?;
     if arrival == 1 {
-        kv::register_expiry(env, &claim, now + 2 * TIMESTAMP_WINDOW_MS)?;
-    }
-    if arrival == 2 {
-        return Err(Failure::new(
-            503,
-            "event_in_progress",
-            "This event is being applied by another request; DingTalk will retry it.",
-            "该事件正在由另一个请求处理，钉钉会重试。",
-        ));
-    }
-    if arrival > 2 {
-        env.log("event: an earlier attempt at this delivery did not finish; applying it again");
+        kv::register_expiry(env, &claim, now + DEDUP_TTL_MS)?;
+        kv::put_expiring(env, &run_key, &push_ms, now + DEDUP_TTL_MS)?;
+    } else {
+        let running: Option<u64> = kv::get_live(env, &run_key)?;
+        match running {
+            Some(since) if push_ms >= since.saturating_add(TAKEOVER_MS) => {
+                env.log("event: an earlier attempt did not finish; DingTalk's retry applies it");
+                kv::put_expiring(env, &run_key, &push_ms, now + DEDUP_TTL_MS)?;
+            }
+            other => {
+                if other.is_none() {
+                    // The first attempt died before recording its delivery: this one stands in.
+                    kv::put_expiring(env, &run_key, &push_ms, now + DEDUP_TTL_MS)?;
+                }
+                return Err(Failure::new(
+                    503,
+                    "event_in_progress",
+                    "This event is being applied by another request; DingTalk will retry it.",
+                    "该事件正在由另一个请求处理，钉钉会重试。",
+                ));
+            }
+        }
     }
 
     let applied = changes_for(env, settings, &app, &event.event)
@@ -314,11 +329,6 @@ pub fn receive(
         reply: success(env, &crypto, owner),
         changes: sequenced,
     })
-}
-
-/// The in-progress claim of one delivery of the event de-duplicated by `key`.
-fn delivery_claim_key(key: &str, timestamp: &str, nonce: &str) -> String {
-    format!("{key}:run:{}", sha1_hex(&[timestamp, nonce]))
 }
 
 /// Deletes the claim so that DingTalk's retry of a failed event is applied, also when it is
@@ -852,13 +862,12 @@ mod tests {
         assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
     }
 
-    /// The in-progress claim of `push`'s delivery of event `event_id`.
-    fn delivery_claim(push: &Push, event_id: &str) -> String {
-        delivery_claim_key(
-            &format!("evt:id:{}", sha1_hex(&[CORP, event_id])),
-            &push.ts,
-            &push.nonce,
-        )
+    /// Another instance started applying event `event_id` from the delivery stamped `push_ms`.
+    fn in_progress(env: &mut FakeEnv, event_id: &str, push_ms: u64) {
+        let key = format!("evt:id:{}", sha1_hex(&[CORP, event_id]));
+        env.kv_increment(&format!("{key}:claim"), 1).unwrap();
+        let exp = env.now + DEDUP_TTL_MS;
+        kv::put_expiring(env, &format!("{key}:run"), &push_ms, exp).unwrap();
     }
 
     #[test]
@@ -870,8 +879,9 @@ mod tests {
             r#"{"EventType":"user_leave_org","eventId":"e3","UserId":["a"]}"#,
             env.now,
         );
-        // Another instance is applying this very delivery and has not finished.
-        env.kv_increment(&delivery_claim(&push, "e3"), 1).unwrap();
+        // Another instance is applying a delivery stamped a second earlier.
+        let now = env.now;
+        in_progress(&mut env, "e3", now - 1_000);
         let r = handle(&mut env, &s, &push.request(&s));
         assert_eq!(
             (r.response.status, code_of(&r).as_str()),
@@ -886,10 +896,10 @@ mod tests {
         let mut env = FakeEnv::new();
         dingtalk(&mut env);
         let plain = r#"{"EventType":"user_leave_org","eventId":"e4","UserId":["a"]}"#;
-        let first = Push::new(plain, env.now);
         // The instance that received the first delivery claimed it, then died before marking
         // it done (killed, out of time).
-        env.kv_increment(&delivery_claim(&first, "e4"), 1).unwrap();
+        let now = env.now;
+        in_progress(&mut env, "e4", now);
         // DingTalk's first retry, 10 s later: a new timestamp, nonce and signature.
         env.now += 10_000;
         let mut retry = Push::new(plain, env.now);
@@ -905,26 +915,6 @@ mod tests {
         let r = handle(&mut env, &s, &again.request(&s));
         assert_success(&s, &r);
         assert_eq!(r.outcome, Outcome::None);
-    }
-
-    #[test]
-    fn a_byte_identical_delivery_takes_over_on_its_third_arrival() {
-        let s = sample();
-        let mut env = FakeEnv::new();
-        dingtalk(&mut env);
-        let push = Push::new(
-            r#"{"EventType":"user_leave_org","eventId":"e5","UserId":["a"]}"#,
-            env.now,
-        );
-        // The first arrival died half-way; the second finds it in progress; the third applies.
-        env.kv_increment(&delivery_claim(&push, "e5"), 1).unwrap();
-        env.now += 10_000;
-        let r = handle(&mut env, &s, &push.request(&s));
-        assert_eq!(r.response.status, 503);
-        env.now += 30_000;
-        let r = handle(&mut env, &s, &push.request(&s));
-        assert_success(&s, &r);
-        assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
     }
 
     #[test]
