@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 pub const EARLY_REFRESH_MS: u64 = 10 * 60 * 1000;
 /// How long a loser of the refresh race waits for the winner's token.
 const TOKEN_WAIT_MS: u64 = 3_000;
+/// Fetch locks are removed by the sweep after this long (far longer than a fetch, and than any
+/// plausible clock skew of the sweeping instance).
+const LOCK_KEEP_MS: u64 = 24 * 3600 * 1000;
 /// Longest token lifetime believed, whatever DingTalk says.
 const MAX_EXPIRE_S: u64 = 7 * 24 * 3600;
 
@@ -30,10 +33,12 @@ struct CachedToken {
 }
 
 /// Where one cached token lives in the key-value store: the token entry, the generation counter
-/// (bumped whenever the token is found invalid) and the prefix of the per-minute fetch lock.
+/// (bumped whenever the token is found invalid), the refresh round counter (bumped when a fetch
+/// is over) and the prefix of the fetch lock (one per generation and round).
 struct TokenSlot {
     key: String,
     generation: String,
+    round: String,
     lock: String,
 }
 
@@ -43,6 +48,7 @@ impl TokenSlot {
         TokenSlot {
             key: format!("tok:app:{app_key}"),
             generation: format!("tokgen:{app_key}"),
+            round: format!("tokround:{app_key}"),
             lock: format!("lock:tok:{app_key}"),
         }
     }
@@ -52,12 +58,13 @@ impl TokenSlot {
         TokenSlot {
             key: format!("tok:sso:{corp_id}"),
             generation: format!("tokgen:sso:{corp_id}"),
+            round: format!("tokround:sso:{corp_id}"),
             lock: format!("lock:tok:sso:{corp_id}"),
         }
     }
 
     /// The cached token, or a fresh one from `fetch` (stored), with early refresh and one
-    /// fetch per minute-slot across every instance.
+    /// fetch at a time across every instance.
     fn get(
         &self,
         client: &mut Client<'_>,
@@ -75,32 +82,62 @@ impl TokenSlot {
                 still_valid = Some(c.t);
             }
         }
-        // One fetch per minute-slot across every instance; a loser uses the still-valid token or
-        // waits briefly for the winner's, and fetches itself only if the winner vanished.
+        // One fetch at a time across every instance, whatever their clocks say: the fetch lock
+        // is claimed per refresh *round* (a counter the winner bumps when it is done), never per
+        // wall-clock slot, so instances with skewed clocks still contend for the same lock. A
+        // loser uses the still-valid token, or waits (on its own clock) for the winner's token
+        // and, when none comes, moves to the next round and fetches itself (the winner died).
         // The generation changes whenever a token is found invalid, so a refresh after a token
         // error never waits on the lock of the fetch that produced the bad token.
         let generation = client
             .env()
             .kv_increment(&self.generation, 0)
             .map_err(ApiError::Store)?;
-        let lock = format!("{}:{generation}:{}", self.lock, now / 60_000);
-        let won = kv::claim(client.env(), &lock, now + 120_000).map_err(ApiError::Store)?;
-        if !won {
-            if let Some(t) = still_valid {
-                return Ok(AccessToken::new(t));
+        let round = client
+            .env()
+            .kv_increment(&self.round, 0)
+            .map_err(ApiError::Store)?;
+        let lock = format!("{}:{generation}:{round}", self.lock);
+        let won = kv::claim(client.env(), &lock, now + LOCK_KEEP_MS).map_err(ApiError::Store)?;
+        if won {
+            // A winner of a new round may have read the cache just before the previous round's
+            // token was stored.
+            let fresh: Option<CachedToken> =
+                kv::get_json(client.env(), &self.key).map_err(ApiError::Store)?;
+            let result = match fresh {
+                Some(c) if c.exp > client.env().now_ms() + EARLY_REFRESH_MS => {
+                    Ok(AccessToken::new(c.t))
+                }
+                _ => self.fetch(client, fetch),
+            };
+            // Release: the next refresh (or a retry after a failure) uses a new round.
+            if client.env().kv_increment(&self.round, 1).is_err() {
+                client
+                    .env()
+                    .log("token: could not release the refresh lock; the next refresh waits 3 s");
             }
-            let deadline = now + TOKEN_WAIT_MS;
-            while client.env().now_ms() < deadline {
-                client.env().sleep_ms(100);
-                let fresh: Option<CachedToken> =
-                    kv::get_json(client.env(), &self.key).map_err(ApiError::Store)?;
-                if let Some(c) = fresh {
-                    if c.exp > client.env().now_ms() + EARLY_REFRESH_MS {
-                        return Ok(AccessToken::new(c.t));
-                    }
+            return result;
+        }
+        if let Some(t) = still_valid {
+            return Ok(AccessToken::new(t));
+        }
+        let started = client.env().now_ms();
+        while client.env().now_ms().saturating_sub(started) < TOKEN_WAIT_MS {
+            client.env().sleep_ms(100);
+            let fresh: Option<CachedToken> =
+                kv::get_json(client.env(), &self.key).map_err(ApiError::Store)?;
+            if let Some(c) = fresh {
+                if c.exp > client.env().now_ms() + EARLY_REFRESH_MS {
+                    return Ok(AccessToken::new(c.t));
                 }
             }
         }
+        // The winner vanished: take the lock over (the next round) so that later refreshes do
+        // not wait for it either.
+        client
+            .env()
+            .kv_increment(&self.round, 1)
+            .map_err(ApiError::Store)?;
         self.fetch(client, fetch)
     }
 
@@ -435,5 +472,137 @@ mod tests {
             me(&mut client, &AccessToken::new("t")),
             Err(ApiError::Parse("unionId"))
         ));
+    }
+
+    /// Another instance on the same store: its own clock, and `on_sleep` standing for what the
+    /// other instances do while it sleeps.
+    struct Instance<'a> {
+        inner: &'a mut FakeEnv,
+        offset: i64,
+        on_sleep: Box<dyn FnMut(&mut FakeEnv) + 'a>,
+    }
+
+    impl crate::env::Env for Instance<'_> {
+        fn now_ms(&self) -> u64 {
+            self.inner.now.saturating_add_signed(self.offset)
+        }
+        fn random_bytes(&mut self, buf: &mut [u8]) {
+            self.inner.random_bytes(buf)
+        }
+        fn http(
+            &mut self,
+            request: crate::env::HttpRequest,
+        ) -> Result<crate::env::HttpResponse, crate::env::TransportError> {
+            self.inner.http(request)
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.inner.sleep_ms(ms);
+            (self.on_sleep)(self.inner);
+        }
+        fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, crate::env::KvError> {
+            self.inner.kv_get(key)
+        }
+        fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), crate::env::KvError> {
+            self.inner.kv_set(key, value)
+        }
+        fn kv_delete(&mut self, key: &str) -> Result<(), crate::env::KvError> {
+            self.inner.kv_delete(key)
+        }
+        fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, crate::env::KvError> {
+            self.inner.kv_increment(key, delta)
+        }
+        fn log(&mut self, line: &str) {
+            self.inner.log(line)
+        }
+    }
+
+    /// Instance A wins the refresh lock of the app token as `TokenSlot::get` would, and is now
+    /// fetching.
+    fn a_holds_the_refresh_lock(env: &mut FakeEnv) {
+        let slot = TokenSlot::app("dingappkey123");
+        let generation = env.kv_increment(&slot.generation, 0).unwrap();
+        let round = env.kv_increment(&slot.round, 0).unwrap();
+        let now = env.now;
+        assert!(kv::claim(
+            env,
+            &format!("{}:{generation}:{round}", slot.lock),
+            now + 120_000
+        )
+        .unwrap());
+    }
+
+    use crate::env::Env as _;
+
+    #[test]
+    fn a_skewed_clock_does_not_fetch_the_token_while_another_instance_fetches_it() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        for offset in [10 * 60_000, -10 * 60_000, 90_000] {
+            let mut env = FakeEnv::new();
+            env.answer("/v1.0/none", json!({}));
+            a_holds_the_refresh_lock(&mut env);
+            // A's fetch lands 300 ms later.
+            let mut slept = 0;
+            let a_stored_at = env.now;
+            let mut b = Instance {
+                inner: &mut env,
+                offset,
+                on_sleep: Box::new(move |e: &mut FakeEnv| {
+                    slept += 100;
+                    if slept == 300 {
+                        let entry = CachedToken {
+                            t: "from-a".into(),
+                            exp: a_stored_at + 7_200_000,
+                        };
+                        kv::put_json(e, "tok:app:dingappkey123", &entry).unwrap();
+                    }
+                }),
+            };
+            let token = {
+                let mut client = Client::new(&mut b, &ep, &s.corp);
+                app_token(&mut client).unwrap()
+            };
+            drop(b);
+            assert!(token.matches("from-a"), "offset {offset}");
+            assert_eq!(
+                env.calls_to(crate::testing::TOKEN_PATH),
+                0,
+                "B fetched while A held the lock (offset {offset})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refresh_lock_whose_holder_died_is_taken_over_after_the_local_wait() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        for offset in [0, 10 * 60_000, -10 * 60_000] {
+            let mut env = FakeEnv::new();
+            env.answer("/v1.0/none", json!({}));
+            a_holds_the_refresh_lock(&mut env);
+            let started = env.now;
+            let token = {
+                let mut b = Instance {
+                    inner: &mut env,
+                    offset,
+                    on_sleep: Box::new(|_: &mut FakeEnv| {}),
+                };
+                let mut client = Client::new(&mut b, &ep, &s.corp);
+                app_token(&mut client).unwrap()
+            };
+            assert!(token.matches("tok1"));
+            assert_eq!(env.calls_to(crate::testing::TOKEN_PATH), 1);
+            let waited = env.now - started;
+            assert!(
+                (TOKEN_WAIT_MS..TOKEN_WAIT_MS + 500).contains(&waited),
+                "{waited}"
+            );
+            // The lock moved on: the next refresh (token found invalid later) does not wait.
+            env.kv.remove("tok:app:dingappkey123");
+            let before = env.now;
+            let mut client = Client::new(&mut env, &ep, &s.corp);
+            app_token(&mut client).unwrap();
+            assert_eq!(env.now, before, "the next refresh waited for a dead lock");
+        }
     }
 }

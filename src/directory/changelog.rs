@@ -2,8 +2,8 @@
 //! cursor (`GET /dingding/api/changes?after=N&limit=M`, typed `directory.changes`).
 //!
 //! Key-value layout (every store Spin offers, docs/hosts.md):
-//! * `changes:seq` — counter; [`append`] takes each position with `increment(1)`, so positions are
-//!   unique and strictly increasing across instances;
+//! * `changes:seq` — counter; [`append`] takes the positions of its changes with one
+//!   `increment(n)`, so positions are unique and strictly increasing across instances;
 //! * `change:{seq}` — the [`SequencedChange`] as JSON;
 //! * `changes:gap:{seq}` — when a reader first saw position `seq` missing (expiring value).
 //!
@@ -69,17 +69,20 @@ fn append_retaining(
     retained: u64,
 ) -> Result<Vec<SequencedChange>, Failure> {
     let mut out = Vec::with_capacity(changes.len());
-    for change in changes {
-        let seq = env.kv_increment(SEQ_KEY, 1)?;
-        let seq = u64::try_from(seq)
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(Failure::storage)?;
-        let entry = SequencedChange {
-            seq,
-            at_ms: env.now_ms(),
-            change,
-        };
+    if changes.is_empty() {
+        return Ok(out);
+    }
+    // One increment reserves every position of the batch (still unique and increasing across
+    // instances): a large event costs one store round trip less per change.
+    let count = i64::try_from(changes.len()).map_err(|_| Failure::storage())?;
+    let last = env.kv_increment(SEQ_KEY, count)?;
+    let first = u64::try_from(last - count + 1)
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(Failure::storage)?;
+    let at_ms = env.now_ms();
+    for (seq, change) in (first..).zip(changes) {
+        let entry = SequencedChange { seq, at_ms, change };
         kv::put_json(env, &entry_key(seq), &entry)?;
         if seq > retained {
             env.kv_delete(&entry_key(seq - retained))?;

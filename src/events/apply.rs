@@ -11,23 +11,26 @@
 //! 5. decryption; the trailing owner key must be the AppKey or CorpId of a served corp (the
 //!    configured one, and in the commercial edition the bound ones); the event's `CorpId`, when
 //!    present, must be that corp (403);
-//! 6. de-duplication: `kv::claim` on `evt:{sha1(corp|plaintext)}` (replays and re-signed
-//!    redeliveries) and, when
-//!    the event has an `eventId`, on `evt:id:{sha1(corp|eventId)}` (redeliveries with a new nonce),
-//!    kept one day. A duplicate of an applied event is answered `success` without applying it
-//!    again; a duplicate of one still being applied gets 503 (DingTalk retries in 10 s and 30 s;
-//!    should the instance applying it die, the next full-sync pass heals what it missed);
+//! 6. de-duplication on `evt:id:{sha1(corp|eventId)}`, or `evt:{sha1(corp|plaintext)}` for
+//!    events without an `eventId` (replays and re-signed redeliveries carry the same plaintext):
+//!    an event whose `:done` marker (kept one day) exists is answered `success` without applying
+//!    it again. Otherwise the first arrival claims it with `increment` and records its delivery
+//!    time as DingTalk stamped it; a delivery stamped less than 5 s later (a concurrent
+//!    duplicate) gets 503 `event_in_progress`, a later one (DingTalk's retry, 10 s and 30 s
+//!    after) takes over an attempt that died half-way. Only DingTalk's timestamps are compared,
+//!    never the clocks of two of our instances, and a dead attempt never blocks an event for long;
 //! 7. the event is applied: ids are turned into [`DirectoryChange`]s, fetching details where the
 //!    event carries only ids (`topapi/v2/user/get` for added, modified and activated users,
 //!    `topapi/v2/department/get` for created and modified departments; left users, removed
 //!    departments and admin changes need no call), then appended to the change log;
 //! 8. the answer is the encrypted `success` with a fresh timestamp, nonce and random prefix.
 //!
-//! If a detail fetch fails (DingTalk down, throttled, permission missing), the claims are
+//! If a detail fetch fails (DingTalk down, throttled, permission missing), the claim is
 //! released and the answer is not `success`, so DingTalk's retry applies the event. Work is
-//! bounded: at most [`MAX_DETAIL_FETCHES`] detail calls per event; ids beyond that (bulk
-//! imports) are not fetched here but logged, and the next full-sync pass reports those members
-//! and departments (every pass reports every member and department).
+//! bounded: at most [`MAX_DETAIL_FETCHES`] detail calls and [`MAX_CHANGES_PER_EVENT`] change-log
+//! entries per event; ids beyond that (bulk imports and removals) are not applied here but
+//! logged, and the next full-sync pass reports those members and departments (every pass reports
+//! every member and department, and deactivates members no longer seen).
 
 use crate::corps;
 use crate::dingtalk::{contacts, ApiError, Client, Endpoints, Problem};
@@ -47,6 +50,13 @@ pub const TIMESTAMP_WINDOW_MS: u64 = 3600 * 1000;
 /// Most detail calls (`user/get`, `department/get`) made for one event: below DingTalk's 20
 /// calls/s per API, so the answer stays inside DingTalk's 1.5–2.5 s deadline.
 pub const MAX_DETAIL_FETCHES: usize = 15;
+/// Most changes one event appends to the change log (two store writes each): an event naming
+/// thousands of ids (a bulk removal) is still answered within DingTalk's deadline. Ids beyond
+/// it are logged; the next full-sync pass reports them (every pass reports every member and
+/// department, and deactivates members no longer seen).
+pub const MAX_CHANGES_PER_EVENT: usize = 500;
+/// A delivery stamped by DingTalk this long after the attempt in progress takes it over.
+const TAKEOVER_MS: u64 = 5_000;
 /// How long de-duplication records are kept.
 const DEDUP_TTL_MS: u64 = 24 * 3600 * 1000;
 const NONCE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -256,40 +266,53 @@ pub fn receive(
         });
     }
 
-    // De-duplication by content: a replay and a redelivery carry the same plaintext (event type,
-    // ids and the event's own timestamp) even when DingTalk re-signs it with a new nonce; and by
-    // eventId when the event has one.
-    let mut keys_to_claim = vec![format!("evt:{}", sha1_hex(&[&app.corp_id, &decrypted.msg]))];
-    if let Some(id) = &event.event_id {
-        keys_to_claim.push(format!("evt:id:{}", sha1_hex(&[&app.corp_id, id])));
+    // De-duplication by eventId when the event has one, else by content: a replay and a
+    // redelivery carry the same plaintext (event type, ids and the event's own timestamp) even
+    // when DingTalk re-signs it with a new nonce.
+    let key = match &event.event_id {
+        Some(id) => format!("evt:id:{}", sha1_hex(&[&app.corp_id, id])),
+        None => format!("evt:{}", sha1_hex(&[&app.corp_id, &decrypted.msg])),
+    };
+    let done_key = format!("{key}:done");
+    if kv::get_live::<bool>(env, &done_key)?.unwrap_or(false) {
+        env.log("event: duplicate of an applied event; answered success");
+        return Ok(EventAnswer {
+            reply: success(env, &crypto, owner),
+            changes: Vec::new(),
+        });
     }
-    let expires = now + DEDUP_TTL_MS;
-    let mut claimed: Vec<String> = Vec::new();
-    let mut duplicate_of: Option<String> = None;
-    for key in &keys_to_claim {
-        if kv::claim(env, key, expires)? {
-            claimed.push(key.clone());
-        } else {
-            duplicate_of = Some(key.clone());
-            break;
+    // One attempt at a time, across instances: the first arrival claims the event with
+    // `increment` and records its delivery time *as DingTalk stamped it*. A later delivery
+    // stamped less than TAKEOVER_MS after it is a concurrent duplicate (503); one stamped later
+    // is DingTalk's retry (10 s, 30 s) and takes over an attempt that died half-way. Only
+    // DingTalk's own timestamps are compared, never the clocks of two of our instances.
+    let push_ms = timestamp_ms(&timestamp).unwrap_or(now);
+    let claim = format!("{key}:claim");
+    let run_key = format!("{key}:run");
+    let arrival = env.kv_increment(&claim, 1)?;
+    if arrival == 1 {
+        kv::register_expiry(env, &claim, now + DEDUP_TTL_MS)?;
+        kv::put_expiring(env, &run_key, &push_ms, now + DEDUP_TTL_MS)?;
+    } else {
+        let running: Option<u64> = kv::get_live(env, &run_key)?;
+        match running {
+            Some(since) if push_ms >= since.saturating_add(TAKEOVER_MS) => {
+                env.log("event: an earlier attempt did not finish; DingTalk's retry applies it");
+                kv::put_expiring(env, &run_key, &push_ms, now + DEDUP_TTL_MS)?;
+            }
+            other => {
+                if other.is_none() {
+                    // The first attempt died before recording its delivery: this one stands in.
+                    kv::put_expiring(env, &run_key, &push_ms, now + DEDUP_TTL_MS)?;
+                }
+                return Err(Failure::new(
+                    503,
+                    "event_in_progress",
+                    "This event is being applied by another request; DingTalk will retry it.",
+                    "该事件正在由另一个请求处理，钉钉会重试。",
+                ));
+            }
         }
-    }
-    if let Some(key) = duplicate_of {
-        release(env, &claimed);
-        let applied = kv::get_live::<bool>(env, &format!("{key}:done"))?.unwrap_or(false);
-        if applied {
-            env.log("event: duplicate of an applied event; answered success");
-            return Ok(EventAnswer {
-                reply: success(env, &crypto, owner),
-                changes: Vec::new(),
-            });
-        }
-        return Err(Failure::new(
-            503,
-            "event_in_progress",
-            "This event is being applied by another request; DingTalk will retry it.",
-            "该事件正在由另一个请求处理，钉钉会重试。",
-        ));
     }
 
     let applied = changes_for(env, settings, &app, &event.event)
@@ -297,25 +320,22 @@ pub fn receive(
     let sequenced = match applied {
         Ok(s) => s,
         Err(f) => {
-            release(env, &claimed);
+            release(env, &claim);
             return Err(f);
         }
     };
-    for key in &claimed {
-        kv::put_expiring(env, &format!("{key}:done"), &true, expires)?;
-    }
+    kv::put_expiring(env, &done_key, &true, now + DEDUP_TTL_MS)?;
     Ok(EventAnswer {
         reply: success(env, &crypto, owner),
         changes: sequenced,
     })
 }
 
-/// Deletes claims so that DingTalk's retry of a failed event is applied.
-fn release(env: &mut dyn Env, claimed: &[String]) {
-    for key in claimed {
-        if env.kv_delete(key).is_err() {
-            env.log("event: could not release a de-duplication claim");
-        }
+/// Deletes the claim so that DingTalk's retry of a failed event is applied, also when it is
+/// byte-identical.
+fn release(env: &mut dyn Env, claim: &str) {
+    if env.kv_delete(claim).is_err() {
+        env.log("event: could not release a de-duplication claim");
     }
 }
 
@@ -331,9 +351,25 @@ fn changes_for(
     event: &ContactEvent,
 ) -> Result<Vec<DirectoryChange>, Failure> {
     let corp = app.corp_id.clone();
+    let total = match event {
+        ContactEvent::UserLeft(ids)
+        | ContactEvent::AdminAdded(ids)
+        | ContactEvent::AdminRemoved(ids) => ids.len(),
+        ContactEvent::DeptRemoved(ids) => ids.len(),
+        _ => 0,
+    };
+    if total > MAX_CHANGES_PER_EVENT {
+        env.log(&format!(
+            "event: {} ids beyond the first {MAX_CHANGES_PER_EVENT} not applied; the next full-sync pass reports them",
+            total - MAX_CHANGES_PER_EVENT
+        ));
+    }
     let member_ref =
         |ids: &[String], make: fn(String, String) -> DirectoryChange| -> Vec<DirectoryChange> {
-            ids.iter().map(|u| make(corp.clone(), u.clone())).collect()
+            ids.iter()
+                .take(MAX_CHANGES_PER_EVENT)
+                .map(|u| make(corp.clone(), u.clone()))
+                .collect()
         };
     Ok(match event {
         ContactEvent::UserAdded(ids)
@@ -353,6 +389,7 @@ fn changes_for(
         }
         ContactEvent::DeptRemoved(ids) => ids
             .iter()
+            .take(MAX_CHANGES_PER_EVENT)
             .map(|d| DirectoryChange::DepartmentRemoved {
                 corp_id: corp.clone(),
                 dept_id: *d,
@@ -825,6 +862,14 @@ mod tests {
         assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
     }
 
+    /// Another instance started applying event `event_id` from the delivery stamped `push_ms`.
+    fn in_progress(env: &mut FakeEnv, event_id: &str, push_ms: u64) {
+        let key = format!("evt:id:{}", sha1_hex(&[CORP, event_id]));
+        env.kv_increment(&format!("{key}:claim"), 1).unwrap();
+        let exp = env.now + DEDUP_TTL_MS;
+        kv::put_expiring(env, &format!("{key}:run"), &push_ms, exp).unwrap();
+    }
+
     #[test]
     fn duplicate_while_in_progress_is_503() {
         let s = sample();
@@ -834,20 +879,66 @@ mod tests {
             r#"{"EventType":"user_leave_org","eventId":"e3","UserId":["a"]}"#,
             env.now,
         );
-        // Another instance holds the eventId claim and has not finished.
+        // Another instance is applying a delivery stamped a second earlier.
         let now = env.now;
-        kv::claim(
-            &mut env,
-            &format!("evt:id:{}", sha1_hex(&[CORP, "e3"])),
-            now + 1000,
-        )
-        .unwrap();
+        in_progress(&mut env, "e3", now - 1_000);
         let r = handle(&mut env, &s, &push.request(&s));
         assert_eq!(
             (r.response.status, code_of(&r).as_str()),
             (503, "event_in_progress")
         );
         assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 0);
+    }
+
+    #[test]
+    fn a_half_applied_event_is_retried_within_a_minute_not_blocked_for_a_day() {
+        let s = sample();
+        let mut env = FakeEnv::new();
+        dingtalk(&mut env);
+        let plain = r#"{"EventType":"user_leave_org","eventId":"e4","UserId":["a"]}"#;
+        // The instance that received the first delivery claimed it, then died before marking
+        // it done (killed, out of time).
+        let now = env.now;
+        in_progress(&mut env, "e4", now);
+        // DingTalk's first retry, 10 s later: a new timestamp, nonce and signature.
+        env.now += 10_000;
+        let mut retry = Push::new(plain, env.now);
+        retry.nonce = "retry1".into();
+        let r = handle(&mut env, &s, &retry.request(&s));
+        assert_success(&s, &r);
+        assert!(matches!(r.outcome, Outcome::DirectoryChanged(_)));
+        assert_eq!(changelog::read(&mut env, 0, 10).unwrap().changes.len(), 1);
+        // The second retry finds it done.
+        env.now += 30_000;
+        let mut again = Push::new(plain, env.now);
+        again.nonce = "retry2".into();
+        let r = handle(&mut env, &s, &again.request(&s));
+        assert_success(&s, &r);
+        assert_eq!(r.outcome, Outcome::None);
+    }
+
+    #[test]
+    fn an_event_with_thousands_of_ids_is_answered_with_bounded_work() {
+        let s = sample();
+        let mut env = FakeEnv::new();
+        dingtalk(&mut env);
+        let ids: Vec<String> = (0..5000).map(|i| format!("\"u{i}\"")).collect();
+        let plain = format!(
+            r#"{{"EventType":"user_leave_org","eventId":"bulk","UserId":[{}]}}"#,
+            ids.join(",")
+        );
+        let now = env.now;
+        let r = handle(&mut env, &s, &Push::new(&plain, now).request(&s));
+        assert_success(&s, &r);
+        let written = env.kv.keys().filter(|k| k.starts_with("change:")).count();
+        assert_eq!(written, MAX_CHANGES_PER_EVENT);
+        assert!(env.requests.is_empty());
+        let skipped = format!("{} ids beyond", 5000 - MAX_CHANGES_PER_EVENT);
+        assert!(
+            env.logs.iter().any(|l| l.contains(&skipped)),
+            "{:?}",
+            env.logs
+        );
     }
 
     #[test]

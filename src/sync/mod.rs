@@ -45,9 +45,11 @@
 //! * `restart: true` abandons the current pass and starts a new one (no deactivations for the
 //!   abandoned pass; the new one compares with the last complete pass).
 //!
-//! Two instances stepping at once: a lease `synclease:{corp}:{pass}:{version}:{slot}` is claimed
-//! with `increment` for the 30-s slot of the start time and the next one; the loser returns an
-//! empty batch with `retry_after_ms`. A step that ran past 25 s does not commit.
+//! Two instances stepping at once: a lease on the checkpoint version (`lease.rs`) taken with
+//! `increment` and renewed by a heartbeat before every unit of work and every DingTalk call; the
+//! loser returns an empty batch with `retry_after_ms`. Another instance takes over a lease whose
+//! heartbeat did not move for `lease::LEASE_MS` (6 s) of its own clock, so correctness never depends on
+//! clocks agreeing across instances; a step that was taken over, or ran past 25 s, does not commit.
 //!
 //! # Rate limit
 //!
@@ -67,7 +69,7 @@
 //! | `sync:{corp}:ckpt` | checkpoint: `version`, current and previous state, void attempt ranges |
 //! | `sync:{corp}:attempt` | counter: attempt ids |
 //! | `sync:{corp}:born` | counter: > 0 once a checkpoint was committed (tells a lost one from none) |
-//! | `synclease:{corp}:{pass}:{version}:{slot}` | counter: step lease (claim; expires) |
+//! | `synclease:{corp}:{pass}:{version}:take:{e}`, `…:beat:{e}`, `…:done:{e}` | counters: step lease epochs, heartbeats, releases (expire after a day) |
 //! | `syncq:{corp}:{slot}` | counter: pacing slot claim (expires) |
 //! | `syncdq:{corp}:{i}` | the pass's department queue, position `i` (overwritten each pass) |
 //! | `syncd:{corp}:{dept_id}` | department record: slot, base/new state (present, last pass seen, managers), tag |
@@ -119,9 +121,7 @@ pub const SWEEP_SLOTS_PER_STEP: u64 = 500;
 pub const MAX_CALLS_PER_STEP: u32 = 40;
 /// No new DingTalk call starts after a step has run this long.
 pub const STEP_BUDGET_MS: u64 = 8_000;
-/// Width of a lease slot.
-pub const LEASE_MS: u64 = 30_000;
-/// A step that ran longer than this does not commit (its lease may have run out).
+/// A step that ran longer than this does not commit (it is redone by the next step).
 const COMMIT_DEADLINE_MS: u64 = 25_000;
 /// `user/list` page size (the API's maximum).
 const PAGE_SIZE: u32 = 100;
@@ -253,13 +253,22 @@ pub fn step_with(
     let echo = ack.map(str::to_string).unwrap_or_else(|| token(&ck.cur));
 
     let started = env.now_ms();
-    let Some(leases) = lease::claim(env, &keys, &ck, started)? else {
+    let Some(lease) = lease::claim(env, &keys, &ck)? else {
         return Ok(idle_batch(&ck.cur, echo, BUSY_RETRY_MS));
     };
+    let heartbeat = lease.heartbeat_key();
+    // The lease is keyed by the checkpoint version read before claiming it: a step that
+    // committed meanwhile (and released) has made it stale.
+    let fresh = load_checkpoint(env, &keys).map(|now| now.version == ck.version);
+    if !matches!(fresh, Ok(true)) {
+        lease::release(env, &lease);
+        fresh?;
+        return Ok(idle_batch(&ck.cur, echo, 0));
+    }
     let me = match next_attempt(env, &keys, &ck) {
         Ok(me) => me,
         Err(f) => {
-            lease::release(env, &leases);
+            lease::release(env, &lease);
             return Err(f);
         }
     };
@@ -273,6 +282,7 @@ pub fn step_with(
             qps: i64::from(settings.sync_qps.max(1)),
             deadline_ms: started + STEP_BUDGET_MS + 2_000,
             meter: &meter,
+            heartbeat: heartbeat.clone(),
         };
         let mut client = Client::new(&mut qps_env, &endpoints, &app);
         client.throttle_retries = 0;
@@ -294,6 +304,7 @@ pub fn step_with(
                 .saturating_mul(2)
                 .clamp(2, MAX_CALLS_PER_STEP),
             started,
+            heartbeat,
         };
         run.go(&base, request.restart)
     };
@@ -301,13 +312,19 @@ pub fn step_with(
         Ok(done) => done,
         Err(f) => {
             // Nothing of this attempt counts; let the next step run at once.
-            lease::release(env, &leases);
+            lease::release(env, &lease);
             return Err(f);
         }
     };
     if env.now_ms().saturating_sub(started) > COMMIT_DEADLINE_MS {
-        env.log("sync: step ran past its lease; not committed, it will be redone");
-        return Ok(idle_batch(&ck.cur, echo, 1_000));
+        env.log("sync: step ran too long; not committed, it will be redone");
+        lease::release(env, &lease);
+        return Ok(idle_batch(&ck.cur, echo, 0));
+    }
+    // Fencing: a holder that stalled past its lease and was taken over must not commit.
+    if !lease.still_held(env)? {
+        env.log("sync: another instance took the step lease over; not committed");
+        return Ok(idle_batch(&ck.cur, echo, BUSY_RETRY_MS));
     }
     let mut void = ck.void.clone();
     if state.pass > base.pass && base.phase == Phase::Done && base.pass > 0 {
@@ -327,5 +344,8 @@ pub fn step_with(
     }
     kv::put_json(env, &keys.ckpt(), &committed)?;
     batch.cursor = token(&committed.cur);
+    // Best effort, after the commit: lets a step that read the old checkpoint see at once that
+    // it is stale instead of watching for a heartbeat.
+    lease::release(env, &lease);
     Ok(batch)
 }

@@ -21,6 +21,8 @@ pub(super) struct QpsEnv<'a> {
     pub(super) qps: i64,
     pub(super) deadline_ms: u64,
     pub(super) meter: &'a Meter,
+    /// The step lease's heartbeat key, bumped before every call and every pacing wait.
+    pub(super) heartbeat: String,
 }
 
 impl QpsEnv<'_> {
@@ -29,6 +31,10 @@ impl QpsEnv<'_> {
     /// start of its slot (never part-way into one), so any sliding second holds at most `qps`
     /// calls; the 5 % margin absorbs scheduling jitter.
     fn claim_slot(&mut self) -> Result<(), TransportError> {
+        if lease::beat(self.inner, &self.heartbeat).is_err() {
+            self.meter.store_failed.set(true);
+            return Err(TransportError::Unreachable("key-value store".into()));
+        }
         let width = (1050 / self.qps.max(1)).max(1) as u64;
         let now = self.inner.now_ms();
         // The first slot that starts at or after now.

@@ -32,6 +32,8 @@ pub(super) struct Run<'k, 'c> {
     pub(super) meter: &'k Meter,
     pub(super) max_calls: u32,
     pub(super) started: u64,
+    /// The lease's heartbeat key, bumped before every unit of work.
+    pub(super) heartbeat: String,
 }
 
 fn backoff_ms(streak: u32) -> u32 {
@@ -82,6 +84,10 @@ impl Run<'_, '_> {
         let mut units = 0u32;
         loop {
             let before = meter.calls.get();
+            let heartbeat = self.heartbeat.clone();
+            if lease::beat(self.env(), &heartbeat).is_err() {
+                return Err(Failure::storage());
+            }
             let result = match s.phase {
                 Phase::Tree => self.tree(&mut s, &mut b),
                 Phase::Members => self.walk(&mut s, &mut b),

@@ -148,8 +148,8 @@ impl Keys {
     fn attempt(&self) -> String {
         format!("sync:{}:attempt", self.corp)
     }
-    pub(super) fn lease(&self, pass: u64, version: u64, slot: u64) -> String {
-        format!("synclease:{}:{pass}:{version}:{slot}", self.corp)
+    pub(super) fn lease(&self, pass: u64, version: u64) -> String {
+        format!("synclease:{}:{pass}:{version}", self.corp)
     }
     pub(super) fn queue(&self, i: u64) -> String {
         format!("syncdq:{}:{i}", self.corp)

@@ -446,7 +446,7 @@ fn a_crash_at_any_write_loses_and_duplicates_nothing() {
                     Err(_) => {
                         crashes += 1;
                         writes += 2;
-                        env.now += 2 * LEASE_MS;
+                        env.now += 2 * lease::LEASE_MS;
                     }
                 }
             };
@@ -740,24 +740,160 @@ fn qps_is_never_exceeded_also_with_another_instance() {
     assert!(times.windows(3).any(|w| w[2] - w[0] < 1000));
 }
 
+/// Another instance on the same store: its own clock (`offset` from the shared fake's), and
+/// `on_sleep` standing for what other instances do while it sleeps.
+struct Instance<'a> {
+    inner: &'a mut FakeEnv,
+    offset: i64,
+    on_sleep: Box<dyn FnMut(&mut FakeEnv) + 'a>,
+    on_http: Box<dyn FnMut(&mut FakeEnv) + 'a>,
+}
+
+impl<'a> Instance<'a> {
+    fn plain(inner: &'a mut FakeEnv, offset: i64) -> Self {
+        Instance {
+            inner,
+            offset,
+            on_sleep: Box::new(|_: &mut FakeEnv| {}),
+            on_http: Box::new(|_: &mut FakeEnv| {}),
+        }
+    }
+}
+
+impl Env for Instance<'_> {
+    fn now_ms(&self) -> u64 {
+        self.inner.now.saturating_add_signed(self.offset)
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        (self.on_http)(self.inner);
+        self.inner.http(request)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms);
+        (self.on_sleep)(self.inner);
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.kv_get(key)
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.kv_set(key, value)
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.inner.kv_delete(key)
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.inner.kv_increment(key, delta)
+    }
+    fn log(&mut self, line: &str) {
+        self.inner.log(line)
+    }
+}
+
+const TEN_MINUTES: i64 = 10 * 60 * 1000;
+
+/// Instance A takes the lease of the current checkpoint as its step would.
+fn hold_lease(env: &mut FakeEnv) -> lease::Lease {
+    let keys = Keys { corp: CORP.into() };
+    let ck = load_checkpoint(env, &keys).unwrap();
+    lease::claim(env, &keys, &ck).unwrap().expect("free lease")
+}
+
 #[test]
-fn a_concurrent_step_gets_an_empty_batch() {
+fn a_concurrent_step_gets_an_empty_batch_whatever_its_clock() {
+    let s = settings(15);
+    for offset in [0, TEN_MINUTES, -TEN_MINUTES, 3 * 3600 * 1000] {
+        let mut env = FakeEnv::new();
+        fake(&mut env, Org::sample());
+        let a = hold_lease(&mut env);
+        let heartbeat = a.heartbeat_key();
+        // A is alive: it renews its lease every 500 ms while B watches.
+        let mut since = 0;
+        let mut b_env = Instance {
+            inner: &mut env,
+            offset,
+            on_sleep: Box::new(move |e: &mut FakeEnv| {
+                since += 200;
+                if since >= 500 {
+                    since = 0;
+                    lease::beat(e, &heartbeat).unwrap();
+                }
+            }),
+            on_http: Box::new(|_: &mut FakeEnv| {}),
+        };
+        let b = step(&mut b_env, &s, "").unwrap();
+        drop(b_env);
+        assert_eq!(b.retry_after_ms, Some(BUSY_RETRY_MS), "offset {offset}");
+        assert!(b.departments.is_empty() && b.members.is_empty() && b.changes.is_empty());
+        assert!(
+            env.requests.is_empty(),
+            "B stole A's live lease (offset {offset})"
+        );
+        assert_eq!(checkpoint(&env), None);
+        assert!(a.still_held(&mut env).unwrap());
+    }
+}
+
+#[test]
+fn a_lease_whose_holder_died_is_taken_over_after_the_local_lease_time() {
+    let s = settings(15);
+    for offset in [0, TEN_MINUTES, -TEN_MINUTES] {
+        let mut env = FakeEnv::new();
+        fake(&mut env, Org::sample());
+        // A claims the lease and dies.
+        let a = hold_lease(&mut env);
+        let started = env.now;
+        let b = step(&mut Instance::plain(&mut env, offset), &s, "").unwrap();
+        assert!(
+            !b.departments.is_empty(),
+            "B did not take over (offset {offset}): {b:?}"
+        );
+        assert!(checkpoint(&env).is_some());
+        // B watched A's heartbeat for the lease time of its own clock, and not much longer.
+        let first_call = env.requests.len();
+        assert!(first_call > 0);
+        let waited = env.now - started;
+        assert!(
+            (lease::LEASE_MS..lease::LEASE_MS + 3_000).contains(&waited),
+            "waited {waited} ms"
+        );
+        // A, should it wake up, finds it was taken over and does not commit.
+        assert!(!a.still_held(&mut env).unwrap());
+    }
+}
+
+#[test]
+fn a_holder_taken_over_mid_step_does_not_commit() {
     let s = settings(15);
     let mut env = FakeEnv::new();
     fake(&mut env, Org::sample());
-    let slot = env.now / LEASE_MS;
-    let now = env.now;
-    kv::claim(
-        &mut env,
-        &format!("synclease:{CORP}:0:0:{slot}"),
-        now + LEASE_MS,
-    )
-    .unwrap();
-    let b = step(&mut env, &s, "").unwrap();
-    assert_eq!(b.retry_after_ms, Some(BUSY_RETRY_MS));
-    assert!(b.departments.is_empty() && b.members.is_empty() && b.changes.is_empty());
-    assert!(env.requests.is_empty());
-    assert_eq!(checkpoint(&env), None);
+    // A's step stalls (say, a paused VM) at its first DingTalk call; meanwhile B, whose clock is
+    // 10 minutes behind, watches the silent lease and takes it over.
+    let mut taken_over = false;
+    let mut a_env = Instance {
+        inner: &mut env,
+        offset: 0,
+        on_sleep: Box::new(|_: &mut FakeEnv| {}),
+        on_http: Box::new(move |e: &mut FakeEnv| {
+            if !taken_over {
+                taken_over = true;
+                let mut b_env = Instance::plain(e, -TEN_MINUTES);
+                let keys = Keys { corp: CORP.into() };
+                let ck = load_checkpoint(&mut b_env, &keys).unwrap();
+                assert!(lease::claim(&mut b_env, &keys, &ck).unwrap().is_some());
+            }
+        }),
+    };
+    let a = step(&mut a_env, &s, "").unwrap();
+    drop(a_env);
+    assert!(
+        a.departments.is_empty(),
+        "A's batch was not withheld: {a:?}"
+    );
+    assert_eq!(a.retry_after_ms, Some(BUSY_RETRY_MS));
+    assert_eq!(checkpoint(&env), None, "A committed after losing its lease");
 }
 
 #[test]

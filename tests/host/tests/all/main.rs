@@ -11,4 +11,5 @@ mod real_dingtalk;
 mod scale_out;
 mod scenarios;
 mod smoke;
+mod store_hardening;
 mod sync_10k;
