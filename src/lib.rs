@@ -16,6 +16,7 @@ mod kv;
 mod login;
 mod model;
 mod notify;
+mod openapi;
 mod operations;
 mod secret;
 mod settings;

@@ -54,6 +54,9 @@ fn refusal(request: &Request, expected: Option<&PlatformToken>) -> Option<Routed
 /// when that setting itself is valid (else the API is closed); an authenticated caller gets the
 /// list of issues (503), never anything about a secret's value.
 pub fn handle_unconfigured(request: &Request, raw: &RawSettings, issues: &[Issue]) -> Routed {
+    if let Some(document) = crate::openapi::answer(request) {
+        return document;
+    }
     let token_valid = !issues.iter().any(|i| i.field == "platform_token");
     let expected = raw
         .get("platform_token")
@@ -213,6 +216,9 @@ pub fn parse(request: &Request) -> Result<Operation, Failure> {
 
 /// Answers a platform-API request: bearer, parse, run, JSON.
 pub fn handle(env: &mut dyn Env, settings: &Settings, request: &Request) -> Routed {
+    if let Some(document) = crate::openapi::answer(request) {
+        return document;
+    }
     if let Some(refused) = refusal(request, settings.platform_token.as_ref()) {
         return refused;
     }
