@@ -74,6 +74,19 @@ impl Launcher {
         )
     }
 
+    /// The `set-cookie` the plugin's JSAPI page sets for the page that `location` (the page URL
+    /// plus `&code=`) comes back to.
+    fn page_cookie(&self, location: &str) -> Option<String> {
+        let page = location.split("&code=").next()?;
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok()?;
+        let answer = client.get(page).send().ok()?;
+        let cookie = answer.headers().get("set-cookie")?.to_str().ok()?;
+        Some(cookie.to_string())
+    }
+
     fn api(&self, method: &str, path: &str, body: &str) -> String {
         let client = reqwest::blocking::Client::new();
         let url = format!("{}{}", self.plugin, path);
@@ -115,7 +128,17 @@ impl Launcher {
                         enc(&code)
                     )
                 };
-                (302, location, String::new())
+                // Play DingTalk's in-app browser: load the plugin's JSAPI page first, as the
+                // workbench does, and hand its browser-binding cookie to this browser (cookies
+                // are per host, not per port, so it reaches the plugin on the other port).
+                match self.page_cookie(&location) {
+                    Some(cookie) => (
+                        302,
+                        format!("{location}\r\nset-cookie: {cookie}"),
+                        String::new(),
+                    ),
+                    None => (302, location, String::new()),
+                }
             }
             "/admin" => {
                 let code = self.sim.mint_sso_code(&self.corp_id, &user);
