@@ -27,6 +27,10 @@ mod web;
 #[cfg(test)]
 mod testing;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use env::Env;
 pub use failure::Failure;
 pub use model::{CorpOption, Department, DirectoryChange, Identity, Member, SequencedChange, Via};
