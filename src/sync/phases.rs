@@ -29,7 +29,8 @@ impl Run<'_, '_> {
             self.enqueue(s, root)?;
             return Ok(Flow::Continue);
         }
-        if s.detailed == s.known && s.expanded == s.known {
+        // `>=`: a checkpoint whose counters passed `known` (a store edited by hand) must not stall.
+        if s.detailed >= s.known && s.expanded >= s.known {
             s.phase = Phase::Members;
             s.walk = 0;
             s.cursor = 0;

@@ -1064,3 +1064,18 @@ fn the_http_body_is_lenient() {
     assert_eq!(b.progress.pass, 1);
     assert!(!b.cursor.is_empty());
 }
+
+/// Found by the `sync_checkpoint` fuzz target (fuzz/artifacts-found/sync_checkpoint/): a stored
+/// checkpoint whose `expanded` passed `known` made a step loop forever without a DingTalk call.
+#[test]
+fn a_checkpoint_with_counters_past_known_still_ends_its_step() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let _org = fake(&mut env, Org::sample());
+    let stored = br#"{"version":1,"cur":{"pass":1,"attempt":2,"phase":"tree","known":2,"detailed":2,"expanded":3,"reported":0,"walk":0,"cursor":0,"members_seen":0,"sweep":0,"sweep_from":0,"throttled":0},"prev":null,"void":[]}"#;
+    env.kv.insert(format!("sync:{CORP}:ckpt"), stored.to_vec());
+    env.kv
+        .insert(format!("sync:{CORP}:born"), 1i64.to_le_bytes().to_vec());
+    // The step ends (it used to spin here forever); whatever it answers, it answers.
+    let _ = step(&mut env, &s, "");
+}

@@ -121,8 +121,17 @@ fn allowed_methods(route: Route) -> &'static [&'static str] {
     }
 }
 
-/// Handles one request.
+/// Handles one request. A `HEAD` request gets the headers of the `GET` answer and no body,
+/// whatever the answer (a page, a 404, a 405, a failure).
 pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode) -> Routed {
+    let mut routed = dispatch(env, raw, request, mode);
+    if request.method == "HEAD" {
+        routed.response.body.clear();
+    }
+    routed
+}
+
+fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode) -> Routed {
     let Some(route) = route_of(request) else {
         return Routed::page_failure(Failure::new(
             404,
@@ -175,7 +184,7 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
     if let Err(e) = crate::kv::sweep(env) {
         env.log(&format!("sweep skipped: {e}"));
     }
-    let mut routed = match route {
+    match route {
         Route::LoginComplete => Routed::plain(pages::login_complete_page(&settings)),
         Route::Events => events(env, &settings, request),
         Route::Api => crate::web::platform_api::handle(env, &settings, request),
@@ -183,11 +192,7 @@ pub fn handle(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mod
             let result = sign_in(env, &settings, login_route, request);
             login(env, &settings, mode, result)
         }
-    };
-    if request.method == "HEAD" {
-        routed.response.body.clear();
     }
-    routed
 }
 
 /// `corpId` (or `corpid`, as some DingTalk clients spell it) from the query.
@@ -357,6 +362,28 @@ mod tests {
 
     fn req(path: &str) -> Request {
         Request::new("GET", path, vec![], vec![])
+    }
+
+    /// Found by the `router` fuzz target (fuzz/artifacts-found/router/): HEAD on a 404 or 405
+    /// carried the page's body.
+    #[test]
+    fn head_never_has_a_body() {
+        let mut env = crate::testing::FakeEnv::new();
+        let raw = crate::settings::tests::sample_raw();
+        for path in ["/x", "/dingding/events", "/dingding/login"] {
+            let r = handle(
+                &mut env,
+                &raw,
+                &Request::new("HEAD", path, vec![], vec![]),
+                Mode::Http,
+            );
+            assert!(
+                r.response.body.is_empty(),
+                "HEAD {path}: {}",
+                r.response.status
+            );
+            assert!(r.response.status >= 200, "{path}");
+        }
     }
 
     #[test]
