@@ -14,18 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Generates `wasmtime_target::NAME` and `spin_target::NAME` for every `fn NAME(kind: Kind)`.
-macro_rules! on_both_targets {
-    ($( $(#[$meta:meta])* $name:ident, )*) => {
-        mod wasmtime_target {
-            $( $(#[$meta])* #[test] fn $name() { super::$name(super::Kind::Wasmtime) } )*
-        }
-        mod spin_target {
-            $( $(#[$meta])* #[test] fn $name() { super::$name(super::Kind::Spin) } )*
-        }
-    };
-}
-
 on_both_targets! {
     huge_chunked_body_is_413_and_the_instance_survives,
     query_text_never_reroutes,

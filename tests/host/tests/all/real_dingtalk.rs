@@ -10,18 +10,6 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// Generates `wasmtime_target::NAME` and `spin_target::NAME` for every `fn NAME(kind: Kind)`.
-macro_rules! on_both_targets {
-    ($( $name:ident, )*) => {
-        mod wasmtime_target {
-            $( #[test] fn $name() { super::$name(super::Kind::Wasmtime) } )*
-        }
-        mod spin_target {
-            $( #[test] fn $name() { super::$name(super::Kind::Spin) } )*
-        }
-    };
-}
-
 on_both_targets! {
     concurrent_todo_creates_make_one_todo,
     bans_and_limits_answer_clearly_and_pass,

@@ -21,18 +21,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// Generates `wasmtime_target::NAME` and `spin_target::NAME` for every `fn NAME(kind: Kind)`.
-macro_rules! on_both_targets {
-    ($( $(#[$meta:meta])* $name:ident, )*) => {
-        mod wasmtime_target {
-            $( $(#[$meta])* #[test] fn $name() { super::$name(super::Kind::Wasmtime) } )*
-        }
-        mod spin_target {
-            $( $(#[$meta])* #[test] fn $name() { super::$name(super::Kind::Spin) } )*
-        }
-    };
-}
-
 on_both_targets! {
     inapp_mobile_login,
     inapp_pc_login_and_warm_call_count,
