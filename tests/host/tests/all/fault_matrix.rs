@@ -209,7 +209,19 @@ fn run_flow(f: &Fixture, flow: Flow, n: usize, kv_faulted: bool) -> Run {
                     "zhangsan",
                 )
             };
-            let r = f.http.get(&path);
+            let r = if flow == Flow::Inapp {
+                // As DingTalk's browser does: the JSAPI page first, then the code with its cookie.
+                let page_path = format!("/dingding/dingding_auth_corp?corpId={DEMO}");
+                let page = f.http.get(&page_path);
+                match page.set_cookie(crate::flows::INAPP_COOKIE) {
+                    Some(value) => f
+                        .http
+                        .get_with_cookie(&path, &format!("{}={value}", crate::flows::INAPP_COOKIE)),
+                    None => page,
+                }
+            } else {
+                f.http.get(&path)
+            };
             match judge(&mut run, &r, |r| ticket_in(r).is_some()) {
                 Err(e) => run.bad(e),
                 Ok(false) => run,
