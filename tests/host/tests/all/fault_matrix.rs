@@ -234,7 +234,7 @@ fn run_flow(f: &Fixture, flow: Flow, n: usize, kv_faulted: bool) -> Run {
         Flow::Qr => {
             let r = f.http.get("/dingding/login");
             let start = match judge(&mut run, &r, |r| {
-                r.status == 302 && r.set_cookie("dd_login").is_some()
+                r.status == 302 && r.set_cookie("__Host-dd_login").is_some()
             }) {
                 Err(e) => return run.bad(format!("R5: {e}")),
                 Ok(false) => return run,
@@ -243,8 +243,8 @@ fn run_flow(f: &Fixture, flow: Flow, n: usize, kv_faulted: bool) -> Run {
                     QrStart {
                         state: query_param(&location, "state").unwrap_or_default(),
                         cookie: format!(
-                            "dd_login={}",
-                            r.set_cookie("dd_login").unwrap_or_default()
+                            "__Host-dd_login={}",
+                            r.set_cookie("__Host-dd_login").unwrap_or_default()
                         ),
                         location,
                     }
