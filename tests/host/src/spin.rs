@@ -163,86 +163,116 @@ impl SpinApp {
         let wasm = crate::component_path();
         let dir = TestDir::new(&format!("spin-{}-", opts.label));
         let manifest = manifest(dir.path(), &wasm);
-        let state_dir = dir.path().join("state");
-        std::fs::create_dir_all(&state_dir).expect("creating the state directory");
-        let runtime_config = opts.runtime_config.as_ref().map(|text| {
-            let path = dir.path().join("runtime-config.toml");
-            std::fs::write(&path, text).expect("writing the runtime config");
-            path
-        });
-        let log = dir.path().join("spin.log");
-        let mut last_error = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
-            let out = File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("opening spin.log");
-            let err = out.try_clone().expect("cloning the log handle");
-            let mut cmd = Command::new(&bin);
-            cmd.arg("up")
-                .arg("-f")
-                .arg(&manifest)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--state-dir")
-                .arg(&state_dir);
-            if let Some(rc) = &runtime_config {
-                cmd.arg("--runtime-config-file").arg(rc);
-            }
-            // Hermetic: nothing from the caller's environment configures this instance.
-            for (key, _) in std::env::vars_os() {
-                let k = key.to_string_lossy();
-                if k.starts_with("SPIN_VARIABLE_")
-                    || matches!(
-                        k.as_ref(),
-                        "RUNTIME_CONFIG_FILE"
-                            | "SPIN_HTTP_LISTEN_ADDR"
-                            | "SPIN_LOG_DIR"
-                            | "SPIN_ALWAYS_BUILD"
-                            | "SPIN_TLS_CERT"
-                            | "SPIN_TLS_KEY"
-                    )
-                {
-                    cmd.env_remove(&key);
-                }
-            }
-            for (key, value) in opts.settings {
-                cmd.env(format!("SPIN_VARIABLE_{}", key.to_ascii_uppercase()), value);
-            }
-            cmd.current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .process_group(0);
-            let mut child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-            let up = wait_until(READY_LIMIT, || port_open(port) || has_exited(&child));
-            if up && !has_exited(&child) {
-                return Some(SpinApp {
-                    child,
-                    port,
-                    base: format!("http://127.0.0.1:{port}"),
-                    log,
-                    dir,
-                });
-            }
-            stop_group(&mut child, Duration::from_secs(2));
-            last_error = tail(&log, 4000);
-            let taken = last_error.contains("in use") || last_error.contains("AddrInUse");
-            if !taken {
-                break;
-            }
-        }
-        panic!(
-            "spin up ({}) did not listen within {READY_LIMIT:?}; its log ({}):\n{last_error}",
-            opts.label,
-            log.display()
-        );
+        Some(launch(&bin, dir, &manifest, opts))
     }
 
+    /// Starts `spin up` of one other component (e.g. the benchmark's hello-world baseline) on
+    /// the plugin's routes, with no variables; `None` when there is no Spin.
+    pub fn start_component(label: &str, wasm: &Path) -> Option<SpinApp> {
+        let bin = spin_bin()?;
+        let dir = TestDir::new(&format!("spin-{label}-"));
+        let manifest = dir.path().join("spin.toml");
+        let text = format!(
+            "spin_manifest_version = 2\n\n[application]\nname = {label:?}\n\n\
+             [[trigger.http]]\nroute = \"/dingding/...\"\ncomponent = \"c\"\n\n\
+             [component.c]\nsource = {:?}\n",
+            wasm.display().to_string()
+        );
+        std::fs::write(&manifest, text).expect("writing the manifest");
+        let settings = Settings::new();
+        let opts = SpinOptions {
+            settings: &settings,
+            runtime_config: None,
+            label,
+        };
+        Some(launch(&bin, dir, &manifest, &opts))
+    }
+}
+
+/// Runs `spin up -f manifest` in `dir` on a free port and waits until it listens; panics, with
+/// Spin's log, when it does not come up.
+fn launch(bin: &Path, dir: TestDir, manifest: &Path, opts: &SpinOptions<'_>) -> SpinApp {
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).expect("creating the state directory");
+    let runtime_config = opts.runtime_config.as_ref().map(|text| {
+        let path = dir.path().join("runtime-config.toml");
+        std::fs::write(&path, text).expect("writing the runtime config");
+        path
+    });
+    let log = dir.path().join("spin.log");
+    let mut last_error = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("opening spin.log");
+        let err = out.try_clone().expect("cloning the log handle");
+        let mut cmd = Command::new(bin);
+        cmd.arg("up")
+            .arg("-f")
+            .arg(manifest)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(&state_dir);
+        if let Some(rc) = &runtime_config {
+            cmd.arg("--runtime-config-file").arg(rc);
+        }
+        // Hermetic: nothing from the caller's environment configures this instance.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("SPIN_VARIABLE_")
+                || matches!(
+                    k.as_ref(),
+                    "RUNTIME_CONFIG_FILE"
+                        | "SPIN_HTTP_LISTEN_ADDR"
+                        | "SPIN_LOG_DIR"
+                        | "SPIN_ALWAYS_BUILD"
+                        | "SPIN_TLS_CERT"
+                        | "SPIN_TLS_KEY"
+                )
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        for (key, value) in opts.settings {
+            cmd.env(format!("SPIN_VARIABLE_{}", key.to_ascii_uppercase()), value);
+        }
+        cmd.current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let up = wait_until(READY_LIMIT, || port_open(port) || has_exited(&child));
+        if up && !has_exited(&child) {
+            return SpinApp {
+                child,
+                port,
+                base: format!("http://127.0.0.1:{port}"),
+                log,
+                dir,
+            };
+        }
+        stop_group(&mut child, Duration::from_secs(2));
+        last_error = tail(&log, 4000);
+        let taken = last_error.contains("in use") || last_error.contains("AddrInUse");
+        if !taken {
+            break;
+        }
+    }
+    panic!(
+        "spin up ({}) did not listen within {READY_LIMIT:?}; its log ({}):\n{last_error}",
+        opts.label,
+        log.display()
+    );
+}
+
+impl SpinApp {
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> &str {
         &self.base
