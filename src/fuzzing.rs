@@ -8,7 +8,6 @@ use crate::dingtalk::{
 };
 use crate::env::{Env, HttpRequest, HttpResponse, KvError, TransportError};
 use crate::secret::{AccessToken, SsoSecret};
-use crate::settings::{raw_from_pairs, RawSettings, Settings};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -17,45 +16,13 @@ pub use crate::events::crypto::{CallbackCrypto, CryptoError, Decrypted};
 pub use crate::events::parse::parse_event;
 pub use crate::login::handoff::{mint_ticket, redeem_ticket};
 pub use crate::notify::{MessageBody, TodoSpec};
+pub use crate::settings::samples::{sample, sample_raw, SAMPLE_SECRETS};
 pub use crate::sync::StepRequest;
 
 /// Start of the fake clock: a realistic wall-clock time (Unix ms).
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
 /// Most outgoing calls one fuzz input may make; later calls fail as unreachable.
 pub const MAX_CALLS: u32 = 512;
-
-/// Valid settings (events, SSO and platform token configured), as raw pairs.
-pub fn sample_raw() -> RawSettings {
-    raw_from_pairs([
-        ("site_url", "https://forms.example.com"),
-        ("corp_id", "dingcorp123"),
-        ("corp_name", "示例公司"),
-        ("agent_id", "1000001"),
-        ("app_key", "dingappkey123"),
-        ("app_secret", "app-secret-value-123456"),
-        ("sso_secret", "sso-secret-value-123456"),
-        ("event_token", "tokenxxxx"),
-        (
-            "event_aes_key",
-            "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
-        ),
-        ("platform_token", "platform-token-0123456789abcdef0123"),
-    ])
-}
-
-/// [`sample_raw`] parsed.
-pub fn sample() -> Settings {
-    Settings::parse(&sample_raw()).expect("sample settings are valid")
-}
-
-/// The secret values of [`sample_raw`]: none may appear in a response or a log line unless the
-/// request itself carried it.
-pub const SAMPLE_SECRETS: &[&str] = &[
-    "app-secret-value-123456",
-    "sso-secret-value-123456",
-    "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
-    "platform-token-0123456789abcdef0123",
-];
 
 /// A deterministic environment: clock, counter-based randomness, an in-memory store and a fake
 /// DingTalk that answers a fixed list of responses in turn (or is unreachable when the list is

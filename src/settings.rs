@@ -559,32 +559,47 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// Valid sample settings shared by the unit tests and the fuzz targets (`src/fuzzing.rs`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod samples {
+    use super::{raw_from_pairs, RawSettings, Settings};
 
-    /// Valid settings for tests.
-    pub(crate) fn sample_raw() -> RawSettings {
+    /// Valid settings (events, SSO and platform token configured), as raw pairs.
+    pub fn sample_raw() -> RawSettings {
         raw_from_pairs([
             ("site_url", "https://forms.example.com"),
             ("corp_id", "dingcorp123"),
             ("corp_name", "示例公司"),
             ("agent_id", "1000001"),
             ("app_key", "dingappkey123"),
-            ("app_secret", "app-secret-value-123456"),
-            ("sso_secret", "sso-secret-value-123456"),
+            ("app_secret", SAMPLE_SECRETS[0]),
+            ("sso_secret", SAMPLE_SECRETS[1]),
             ("event_token", "tokenxxxx"),
-            (
-                "event_aes_key",
-                "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
-            ),
-            ("platform_token", "platform-token-0123456789abcdef0123"),
+            ("event_aes_key", SAMPLE_SECRETS[2]),
+            ("platform_token", SAMPLE_SECRETS[3]),
         ])
     }
 
-    pub(crate) fn sample() -> Settings {
+    /// [`sample_raw`] parsed.
+    pub fn sample() -> Settings {
         Settings::parse(&sample_raw()).expect("sample settings are valid")
     }
+
+    /// The secret values of [`sample_raw`]: none may appear in a response or a log line unless
+    /// the request itself carried it.
+    pub const SAMPLE_SECRETS: &[&str] = &[
+        "app-secret-value-123456",
+        "sso-secret-value-123456",
+        "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
+        "platform-token-0123456789abcdef0123",
+    ];
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) use super::samples::{sample, sample_raw};
 
     fn issues(raw: &RawSettings) -> Vec<Issue> {
         Settings::parse(raw).expect_err("expected issues")

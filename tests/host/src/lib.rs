@@ -56,6 +56,7 @@ mod outbound;
 
 pub mod client;
 pub mod demo;
+pub mod kv_proxy;
 pub mod redis;
 pub mod spin;
 pub mod support;

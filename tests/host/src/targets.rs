@@ -107,6 +107,18 @@ impl Target for SpinApp {
 /// Starts the plugin on `kind` with `settings`, calling DingTalk at `sim`. `None` when the tier
 /// is unavailable here (Spin missing, after its one SKIP line).
 pub fn start(kind: Kind, settings: &Settings, sim: &Sim, label: &str) -> Option<Box<dyn Target>> {
+    start_with_store(kind, settings, sim, label, None)
+}
+
+/// As [`start`], with Spin's key-value store configured by `runtime_config` (e.g. Redis behind
+/// a [`FaultProxy`](crate::kv_proxy::FaultProxy)); the wasmtime host keeps its own store.
+pub fn start_with_store(
+    kind: Kind,
+    settings: &Settings,
+    sim: &Sim,
+    label: &str,
+    runtime_config: Option<String>,
+) -> Option<Box<dyn Target>> {
     match kind {
         Kind::Wasmtime => Some(Box::new(WasmtimeTarget::start(
             settings,
@@ -115,7 +127,7 @@ pub fn start(kind: Kind, settings: &Settings, sim: &Sim, label: &str) -> Option<
         ))),
         Kind::Spin => SpinApp::start(&SpinOptions {
             settings,
-            runtime_config: None,
+            runtime_config,
             label,
         })
         .map(|app| Box::new(app) as Box<dyn Target>),
@@ -156,9 +168,21 @@ impl Fixture {
         corp_id: &str,
         tweak: impl FnOnce(&mut Settings),
     ) -> Option<Fixture> {
+        Fixture::with_store(kind, label, sim, corp_id, None, tweak)
+    }
+
+    /// As [`Fixture::with_sim`], with Spin's key-value store configured by `runtime_config`.
+    pub fn with_store(
+        kind: Kind,
+        label: &str,
+        sim: Sim,
+        corp_id: &str,
+        runtime_config: Option<String>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<Fixture> {
         let mut settings = settings_for(&sim, corp_id);
         tweak(&mut settings);
-        let t = start(kind, &settings, &sim, label)?;
+        let t = start_with_store(kind, &settings, &sim, label, runtime_config)?;
         let http = Http::new(t.base_url());
         let sim_http = Http::new(sim.base_url());
         Some(Fixture {

@@ -18,9 +18,9 @@
 //! so the matrix is visible, while the harness's own failures (a flow that does not work without
 //! a fault) do fail the test.
 //!
-//! Key-value faults run on the wasmtime host only: Spin's store cannot be failed per operation
-//! from the outside (a Redis paused or stopped for one request fails every operation of every
-//! instance, not the i-th), so the header says so.
+//! Key-value faults run on both hosts: the wasmtime host fails the i-th operation of its own
+//! store; `spin up` runs with its key-value store on Redis behind a RESP proxy
+//! ([`FaultProxy`]) that fails the i-th store command the same two ways.
 //!
 //! Flows run in parallel (one fixture per flow and host) so the timeout cells, each waiting out
 //! the plugin's 8-s call timeout, overlap; every loop is bounded by count and by time.
@@ -28,8 +28,9 @@
 use crate::flows::QrStart;
 use dingtalk_host::client::{query_param, Resp};
 use dingtalk_host::demo::{DEMO, LOGIN_COMPLETE};
+use dingtalk_host::kv_proxy::FaultProxy;
 use dingtalk_host::targets::{Fixture, Kind};
-use dingtalk_host::KvFaultKind;
+use dingtalk_host::{Kv, KvFaultKind, KvOp};
 use dingtalk_sim::{Fault, FaultKind, User};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -535,8 +536,66 @@ struct Cell {
     pass: bool,
 }
 
+/// The store a column fails operations of: the wasmtime host's own, or (Spin) Redis behind the
+/// fault proxy.
+enum Store {
+    Host(Kv),
+    Proxy(FaultProxy),
+}
+
+impl Store {
+    fn ops(&self) -> u64 {
+        match self {
+            Store::Host(kv) => kv.ops(),
+            Store::Proxy(p) => p.ops(),
+        }
+    }
+
+    fn ops_since(&self, after: u64) -> Vec<KvOp> {
+        match self {
+            Store::Host(kv) => kv.ops_since(after),
+            Store::Proxy(p) => p.ops_since(after),
+        }
+    }
+
+    fn fail_op(&self, nth: u64, kind: KvFaultKind) {
+        match self {
+            Store::Host(kv) => kv.fail_op(nth, kind),
+            Store::Proxy(p) => p.fail_op(nth, kind),
+        }
+    }
+
+    fn clear_faults(&self) {
+        match self {
+            Store::Host(kv) => kv.clear_faults(),
+            Store::Proxy(p) => p.clear_faults(),
+        }
+    }
+
+    fn take_fired(&self) -> Vec<(KvOp, KvFaultKind)> {
+        match self {
+            Store::Host(kv) => kv.take_fired(),
+            Store::Proxy(p) => p.take_fired(),
+        }
+    }
+
+    /// Removes every key (a fresh install).
+    fn wipe(&self) {
+        match self {
+            Store::Host(kv) => {
+                for k in kv.keys() {
+                    kv.remove(&k);
+                }
+            }
+            Store::Proxy(p) => p.wipe(),
+        }
+    }
+}
+
 struct Column<'a> {
+    // Dropped before the store it uses.
     f: Fixture,
+    store: Option<Store>,
     flow: Flow,
     kind: Kind,
     n: usize,
@@ -606,14 +665,12 @@ impl Column<'_> {
         });
     }
 
-    /// After a cell left the flow broken: on the wasmtime host, wipe the store (a fresh
-    /// install) so the following cells start clean; say so in the cell.
+    /// After a cell left the flow broken: wipe the store (a fresh install) so the following
+    /// cells start clean; say so in the cell.
     fn recover(&self) -> &'static str {
-        match self.f.t.kv() {
-            Some(kv) => {
-                for k in kv.keys() {
-                    kv.remove(&k);
-                }
+        match &self.store {
+            Some(store) => {
+                store.wipe();
                 LAST_CURSOR.with(|c| *c.borrow_mut() = None);
                 " [store wiped]"
             }
@@ -684,9 +741,14 @@ impl Column<'_> {
     }
 
     fn kv_cells(&mut self) {
-        let Some(kv) = self.f.t.kv().cloned() else {
+        let Some(kv) = self.store.take() else {
             return;
         };
+        self.kv_cells_on(&kv);
+        self.store = Some(kv);
+    }
+
+    fn kv_cells_on(&mut self, kv: &Store) {
         // Warm run counting the flow's operations.
         let before = kv.ops();
         if !self.baseline("warm, counting kv ops") {
@@ -705,7 +767,7 @@ impl Column<'_> {
                     .unwrap_or_default();
                 if self.over_budget() {
                     self.skip(format!(
-                        "{} · kv op {i}/{} ({planned}) · {label}",
+                        "{} · kv op {i:02}/{} ({planned}) · {label}",
                         self.flow.name(),
                         ops.len()
                     ));
@@ -720,7 +782,7 @@ impl Column<'_> {
                 let fired = kv.take_fired();
                 let hit = fired.first().map(|(o, _)| o.to_string()).unwrap_or(planned);
                 let row = format!(
-                    "{} · kv op {i}/{} ({hit}) · {label}",
+                    "{} · kv op {i:02}/{} ({hit}) · {label}",
                     self.flow.name(),
                     ops.len()
                 );
@@ -732,9 +794,24 @@ impl Column<'_> {
 
 fn column(kind: Kind, flow: Flow, harness: &Mutex<Vec<String>>) -> Option<Vec<Cell>> {
     let label = format!("faults-{flow:?}").to_lowercase();
-    let f = Fixture::start(kind, &label, |_| {})?;
+    let proxy = match kind {
+        Kind::Spin => FaultProxy::start(),
+        Kind::Wasmtime => None,
+    };
+    let sim = dingtalk_sim::Sim::builder()
+        .corp(dingtalk_sim::CorpSpec::demo())
+        .qps_limit(None)
+        .start()
+        .expect("starting the DingTalk simulator");
+    let runtime_config = proxy.as_ref().map(FaultProxy::runtime_config);
+    let f = Fixture::with_store(kind, &label, sim, DEMO, runtime_config, |_| {})?;
+    let store = match proxy {
+        Some(p) => Some(Store::Proxy(p)),
+        None => f.t.kv().cloned().map(Store::Host),
+    };
     let mut col = Column {
         f,
+        store,
         flow,
         kind,
         n: 0,
@@ -790,15 +867,15 @@ fn fault_matrix() {
         .unwrap_or(10);
     let mut out = String::new();
     out.push_str(&format!(
-        "\nFAULT MATRIX — DingTalk faults on wasmtime and {}; key-value faults (store down, \
-         timeout: applied then {} ms stall and an error) on the wasmtime host ONLY: Spin's store \
-         cannot fail the i-th operation of one request from outside.\n",
+        "\nFAULT MATRIX — DingTalk faults and key-value faults (store down; timeout: applied, then \
+         a {} ms stall and an error) on wasmtime and on {} (its store on Redis behind a \
+         fault-injecting proxy).\n",
+        KV_STALL.as_millis(),
         if spin_ran {
             "Spin"
         } else {
             "Spin (SKIPPED: no spin)"
-        },
-        KV_STALL.as_millis()
+        }
     ));
     out.push_str(&format!(
         "{:<width$} | {:<44} | {}\n",
