@@ -35,21 +35,24 @@ impl WasiEnv {
     }
 }
 
-/// Every setting the host's `wasi:config` store holds for the known keys.
+/// Every setting the host's `wasi:config` store holds for the known keys, read with one
+/// `get-all` (Spin resolves its variables per call, so eighteen `get`s cost a page most of its
+/// time: issue 12's R1 rate). Unknown keys the host may also hold are ignored.
 pub(crate) fn load_settings() -> Result<RawSettings, String> {
-    let mut raw = RawSettings::new();
-    for key in crate::settings::KEYS {
-        match config::get(key) {
-            Ok(Some(v)) => {
-                raw.insert((*key).to_string(), v);
+    match config::get_all() {
+        Ok(pairs) => {
+            let mut raw = RawSettings::new();
+            for (key, value) in pairs {
+                if crate::settings::KEYS.contains(&key.as_str()) {
+                    raw.insert(key, value);
+                }
             }
-            Ok(None) => {}
-            Err(config::Error::Upstream(_)) | Err(config::Error::Io(_)) => {
-                return Err(format!("the host could not read setting {key}"));
-            }
+            Ok(raw)
+        }
+        Err(config::Error::Upstream(_)) | Err(config::Error::Io(_)) => {
+            Err("the host could not read the plugin's settings (wasi:config get-all)".into())
         }
     }
-    Ok(raw)
 }
 
 fn kv_error_text(e: &store::Error) -> String {
