@@ -81,9 +81,10 @@
 //! does not point back to it (left by a crash) is skipped.
 
 use crate::corps;
-use crate::dingtalk::contacts;
+use crate::dingtalk::contacts::{self, AuthScopes};
 use crate::dingtalk::records::ROOT_DEPT;
 use crate::dingtalk::{ApiError, Client, Endpoints, Problem};
+use crate::directory::mirror;
 use crate::env::{Env, HttpRequest, HttpResponse, KvError, TransportError};
 use crate::failure::Failure;
 use crate::kv;
@@ -128,6 +129,18 @@ const PAGE_SIZE: u32 = 100;
 const BUSY_RETRY_MS: u32 = 2_000;
 const DEPT_PERMISSION: &str = "qyapi_get_department_list";
 const MEMBER_PERMISSION: &str = "qyapi_get_department_member";
+const MEMBER_DETAIL_PERMISSION: &str = "qyapi_get_member";
+const BASE_PERMISSION: &str = "qyapi_base";
+
+/// DingTalk's answer for a department outside the contact scope (errcode 50004).
+fn out_of_scope() -> ApiError {
+    ApiError::Old {
+        errcode: 50004,
+        sub_code: None,
+        errmsg: "企业部门不在授权范围".into(),
+        request_id: None,
+    }
+}
 
 /// Progress of the current pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -177,14 +190,35 @@ pub struct StepRequest {
     pub restart: bool,
 }
 
+/// The part of the organisation the sync can see, as its last step learned it: `None` before
+/// the first step that looked (then ask [`contacts::auth_scopes`]). `authed_dept == [1]` is the
+/// whole organisation; otherwise the subtrees of `authed_dept` plus the members of
+/// `authed_user`, and the rest of the org is neither synced nor deactivated.
+pub fn visible_scope(env: &mut dyn Env, corp_id: &str) -> Result<Option<AuthScopes>, Failure> {
+    let keys = Keys {
+        corp: corp_id.to_string(),
+    };
+    let ck = load_checkpoint(env, &keys)?;
+    Ok(ck.cur.scope.or_else(|| ck.prev.and_then(|p| p.scope)))
+}
+
 #[cfg(test)]
-/// Runs one bounded step of the full sync for `corp_id` (empty: the configured corp).
+/// Runs one bounded step of the full sync for `corp_id` (empty: the configured corp) as a
+/// platform that applied every batch so far: it acknowledges the last committed one.
 pub fn step(env: &mut dyn Env, settings: &Settings, corp_id: &str) -> Result<SyncBatch, Failure> {
+    let app = corps::resolve(env, settings, Some(corp_id))?;
+    let ck = load_checkpoint(
+        env,
+        &Keys {
+            corp: app.corp_id.clone(),
+        },
+    )?;
     step_with(
         env,
         settings,
         &StepRequest {
             corp_id: corp_id.to_string(),
+            ack: ck.prev.is_some().then(|| token(&ck.cur)),
             ..StepRequest::default()
         },
     )
@@ -217,7 +251,7 @@ fn progress_of(s: &State, calls: u32) -> SyncProgress {
         departments_done: match s.phase {
             Phase::Tree => 0,
             Phase::Members => clamp(s.walk),
-            Phase::Done | Phase::SweepMembers | Phase::SweepDepts => clamp(s.known),
+            Phase::Done | Phase::Users | Phase::SweepMembers | Phase::SweepDepts => clamp(s.known),
         },
         departments_known: clamp(s.known),
         members_seen: clamp(s.members_seen),
@@ -242,19 +276,22 @@ pub fn step_with(
         .as_deref()
         .map(str::trim)
         .filter(|a| !a.is_empty());
-    let base = match ack {
-        None => ck.cur.clone(),
-        Some(a) if a == token(&ck.cur) => ck.cur.clone(),
-        Some(a) => match &ck.prev {
-            Some(p) if a == token(p) => p.clone(),
-            _ => return Err(stale_cursor()),
-        },
+    // The ack is mandatory once a batch was handed out: a step that does not acknowledge the
+    // last committed batch derives that batch again from the checkpoint before it (its own
+    // writes voided), so a batch whose answer was lost, or that the platform did not apply, is
+    // delivered until acknowledged.
+    let base = match (ack, &ck.prev) {
+        (Some(a), _) if a == token(&ck.cur) => ck.cur.clone(),
+        (Some(a), Some(p)) if a == token(p) => p.clone(),
+        (Some(_), _) => return Err(stale_cursor()),
+        (None, Some(p)) => p.clone(),
+        (None, None) => ck.cur.clone(),
     };
-    let echo = ack.map(str::to_string).unwrap_or_else(|| token(&ck.cur));
+    let echo = token(&base);
 
     let started = env.now_ms();
     let Some(lease) = lease::claim(env, &keys, &ck)? else {
-        return Ok(idle_batch(&ck.cur, echo, BUSY_RETRY_MS));
+        return Ok(idle_batch(&base, echo.clone(), BUSY_RETRY_MS));
     };
     let heartbeat = lease.heartbeat_key();
     // The lease is keyed by the checkpoint version read before claiming it: a step that
@@ -263,7 +300,7 @@ pub fn step_with(
     if !matches!(fresh, Ok(true)) {
         lease::release(env, &lease);
         fresh?;
-        return Ok(idle_batch(&ck.cur, echo, 0));
+        return Ok(idle_batch(&base, echo.clone(), 0));
     }
     let me = match next_attempt(env, &keys, &ck) {
         Ok(me) => me,
@@ -319,12 +356,12 @@ pub fn step_with(
     if env.now_ms().saturating_sub(started) > COMMIT_DEADLINE_MS {
         env.log("sync: step ran too long; not committed, it will be redone");
         lease::release(env, &lease);
-        return Ok(idle_batch(&ck.cur, echo, 0));
+        return Ok(idle_batch(&base, echo.clone(), 0));
     }
     // Fencing: a holder that stalled past its lease and was taken over must not commit.
     if !lease.still_held(env)? {
         env.log("sync: another instance took the step lease over; not committed");
-        return Ok(idle_batch(&ck.cur, echo, BUSY_RETRY_MS));
+        return Ok(idle_batch(&base, echo.clone(), BUSY_RETRY_MS));
     }
     let mut void = ck.void.clone();
     if state.pass > base.pass && base.phase == Phase::Done && base.pass > 0 {

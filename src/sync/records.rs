@@ -82,7 +82,7 @@ impl Run<'_, '_> {
             new: DeptState {
                 present: true,
                 seen: self.pass,
-                managers: Vec::new(),
+                pos: Some(s.known),
             },
         };
         self.put_dept_rec(dept.dept_id, &rec)?;
@@ -91,30 +91,80 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn set_managers(&mut self, id: i64, managers: Vec<String>) -> Result<(), Halt> {
+    /// Marks a queued department as not walked this pass (deleted, or outside the scope), so
+    /// that no member waits for its page.
+    pub(super) fn unwalkable(&mut self, id: i64) -> Result<(), Halt> {
         let Some(rec) = self.dept_rec(id)? else {
             return Ok(());
         };
-        let rec = if rec.tag == Some(self.me) {
-            Rec {
-                new: DeptState {
-                    managers,
-                    ..rec.new.clone()
-                },
-                ..rec
-            }
+        let eff = self.valid.effective(&rec);
+        if eff.pos.is_none() {
+            return Ok(());
+        }
+        let new = DeptState {
+            pos: None,
+            ..eff.clone()
+        };
+        let base = if rec.tag == Some(self.me) {
+            rec.base.clone()
         } else {
-            let eff = self.valid.effective(&rec);
-            Rec {
+            eff
+        };
+        self.put_dept_rec(
+            id,
+            &Rec {
                 slot: rec.slot,
+                base,
                 tag: Some(self.me),
-                new: DeptState {
-                    managers,
-                    ..eff.clone()
-                },
-                base: eff,
+                new,
+            },
+        )
+    }
+
+    /// A member's record and the state this attempt sees (`None`: never recorded).
+    pub(super) fn member_rec(
+        &mut self,
+        userid: &str,
+    ) -> Result<Option<(Rec<MemberState>, MemberState)>, Halt> {
+        let key = self.keys.member(userid);
+        let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
+        Ok(rec.map(|r| {
+            let eff = self.valid.effective(&r);
+            (r, eff)
+        }))
+    }
+
+    /// Writes `new` as this attempt's state of a member, keeping the state from before the
+    /// attempt as the record's base (also when the attempt writes the record twice).
+    pub(super) fn put_member(
+        &mut self,
+        userid: &str,
+        old: Option<(Rec<MemberState>, MemberState)>,
+        new: MemberState,
+    ) -> Result<(), Halt> {
+        let (slot, base) = match old {
+            Some((rec, eff)) => {
+                let base = if rec.tag == Some(self.me) {
+                    rec.base
+                } else {
+                    eff
+                };
+                (rec.slot, base)
+            }
+            None => {
+                let keys = self.keys;
+                let slot = self.alloc_slot(keys.member_count(), |i| keys.member_slot(i), userid)?;
+                (slot, MemberState::default())
             }
         };
-        self.put_dept_rec(id, &rec)
+        let key = self.keys.member(userid);
+        let rec = Rec {
+            slot,
+            base,
+            tag: Some(self.me),
+            new,
+        };
+        kv::put_json(self.env(), &key, &rec)?;
+        Ok(())
     }
 }

@@ -34,6 +34,13 @@ struct Org {
     /// (path suffix, n-th call of that path (0-based), answer body).
     inject: Vec<(String, usize, String)>,
     counts: BTreeMap<String, usize>,
+    /// Contact scope: authorised department subtrees (`None`: the whole org).
+    scope: Option<Vec<i64>>,
+    /// Members authorised one by one (`authed_user`).
+    authed_users: Vec<String>,
+    /// Access-restricted members (数据访问受限): left out of `user/list` unless
+    /// `contain_access_limit: true`.
+    restricted: HashSet<String>,
 }
 
 impl Org {
@@ -57,7 +64,31 @@ impl Org {
             page: 2,
             inject: vec![],
             counts: BTreeMap::new(),
+            scope: None,
+            authed_users: vec![],
+            restricted: HashSet::new(),
         }
+    }
+
+    /// Whether department `d` lies in the subtree of `top`.
+    fn within(&self, d: i64, top: i64) -> bool {
+        let mut cur = d;
+        for _ in 0..64 {
+            if cur == top {
+                return true;
+            }
+            match self.depts.iter().find(|x| x.0 == cur) {
+                Some((_, parent, _)) if *parent != 0 => cur = *parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn visible(&self, d: i64) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|tops| tops.iter().any(|t| self.within(d, *t)))
     }
 
     fn inject(&mut self, path: &str, nth: usize, body: &str) {
@@ -78,7 +109,36 @@ impl Org {
         let ok =
             |result: Value| json!({"errcode": 0, "errmsg": "ok", "result": result}).to_string();
         let gone = r#"{"errcode":60003,"errmsg":"部门不存在"}"#.to_string();
+        let outside = r#"{"errcode":50004,"errmsg":"企业部门不在授权范围"}"#.to_string();
         let dept_id = body["dept_id"].as_i64().unwrap_or(0);
+        if path.ends_with("/auth/scopes") {
+            let depts = self.scope.clone().unwrap_or_else(|| vec![1]);
+            return json!({"errcode": 0, "errmsg": "ok", "auth_user_field": ["userid"],
+                "auth_org_scopes": {"authed_dept": depts, "authed_user": self.authed_users}})
+            .to_string();
+        }
+        if path.ends_with("/user/get") {
+            let userid = body["userid"].as_str().unwrap_or("");
+            let Some(u) = self.users.iter().find(|u| u.id == userid) else {
+                return r#"{"errcode":60121,"errmsg":"找不到该用户"}"#.to_string();
+            };
+            if !u.depts.iter().any(|d| self.visible(*d)) && !self.authed_users.contains(&u.id) {
+                return outside;
+            }
+            let leader_in: Vec<Value> = u
+                .depts
+                .iter()
+                .map(|d| json!({"dept_id": d, "leader": u.leads.contains(d)}))
+                .collect();
+            return ok(
+                json!({"userid": u.id, "unionid": format!("un-{}", u.id), "name": format!("N {}", u.id),
+                "dept_id_list": u.depts, "leader_in_dept": leader_in, "admin": u.admin,
+                "boss": u.id == "boss", "active": true}),
+            );
+        }
+        if self.depts.iter().any(|d| d.0 == dept_id) && !self.visible(dept_id) {
+            return outside;
+        }
         if path.ends_with("/department/get") {
             let Some((id, parent, name)) = self.depts.iter().find(|d| d.0 == dept_id).cloned()
             else {
@@ -114,6 +174,7 @@ impl Org {
             }
             let cursor = body["cursor"].as_u64().unwrap_or(0) as usize;
             let size = (body["size"].as_u64().unwrap_or(0) as usize).min(self.page);
+            let all_asked = body["contain_access_limit"] == json!(true);
             let mut members: Vec<&U> = self
                 .users
                 .iter()
@@ -123,6 +184,7 @@ impl Org {
             let end = (cursor + size).min(members.len());
             let list: Vec<Value> = members[cursor.min(end)..end]
                 .iter()
+                .filter(|u| all_asked || !self.restricted.contains(&u.id))
                 .map(|u| {
                     json!({"userid": u.id, "unionid": format!("un-{}", u.id), "name": format!("N {}", u.id),
                         "dept_id_list": u.depts, "leader": u.leads.contains(&dept_id), "admin": u.admin,
@@ -147,6 +209,8 @@ fn fake(env: &mut FakeEnv, org: Org) -> Rc<RefCell<Org>> {
         "/topapi/v2/department/get",
         "/topapi/v2/department/listsub",
         "/topapi/v2/user/list",
+        "/topapi/v2/user/get",
+        "/auth/scopes",
     ] {
         let o = org.clone();
         env.route(path, move |r| {
@@ -340,12 +404,27 @@ fn first_pass_reports_the_whole_org_once() {
     assert_eq!(last.progress.departments_done, 5);
     assert_eq!(last.progress.members_seen, 10);
     let root = &batches[0].departments[0];
+    // The root is named after the organisation's display name in the settings (no
+    // department/get: listsub does not name the department it lists).
     assert_eq!(
         (root.dept_id, root.parent_id, root.name.as_str(), root.order),
-        (1, None, "公司", Some(10))
+        (1, None, "示例公司", None)
     );
-    // No per-user detail calls.
-    assert!(!env.paths().iter().any(|p| p.ends_with("/user/get")));
+    // No per-user or per-department detail calls, no scope call while the root is visible.
+    for path in [
+        "/topapi/v2/user/get",
+        "/topapi/v2/department/get",
+        "/auth/scopes",
+    ] {
+        assert_eq!(env.calls_to(path), 0, "{path}");
+    }
+    assert_eq!(
+        visible_scope(&mut env, CORP).unwrap(),
+        Some(AuthScopes {
+            authed_dept: vec![1],
+            authed_user: vec![]
+        })
+    );
     // The next call starts pass 2.
     let b = step(&mut env, &s, "").unwrap();
     assert_eq!(b.progress.pass, 2);
@@ -643,7 +722,6 @@ fn missing_permissions_are_named() {
     let s = settings(15);
     for (path, permission) in [
         ("/topapi/v2/department/listsub", "qyapi_get_department_list"),
-        ("/topapi/v2/department/get", "qyapi_get_department_list"),
         ("/topapi/v2/user/list", "qyapi_get_department_member"),
     ] {
         let mut env = FakeEnv::new();
@@ -666,8 +744,9 @@ fn outside_the_contact_scope_is_a_clear_failure() {
     let s = settings(15);
     let mut env = FakeEnv::new();
     let org = fake(&mut env, Org::sample());
+    // The root answers 50004 while /auth/scopes says the whole org is authorised.
     org.borrow_mut().inject(
-        "/topapi/v2/department/get",
+        "/topapi/v2/department/listsub",
         0,
         r#"{"errcode":50004,"errmsg":"企业部门不在授权范围"}"#,
     );
@@ -941,6 +1020,7 @@ fn restart_abandons_the_pass_without_deactivating() {
         &mut env,
         &s,
         &StepRequest {
+            ack: Some(partial.cursor.clone()),
             restart: true,
             ..StepRequest::default()
         },
@@ -1010,7 +1090,7 @@ fn a_missing_root_never_empties_the_directory() {
     // DingTalk wrongly says the root department does not exist, twice.
     for nth in [5, 6] {
         org.borrow_mut().inject(
-            "/topapi/v2/department/get",
+            "/topapi/v2/department/listsub",
             nth,
             r#"{"errcode":60003,"errmsg":"部门不存在"}"#,
         );
