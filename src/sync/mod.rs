@@ -235,9 +235,15 @@ fn stale_cursor() -> Failure {
     )
 }
 
+/// A batch of a step that did no work (another instance holds the step, or it could not
+/// commit): the same cursor again, and never `complete`, so that a platform stepping "until
+/// complete" steps again instead of ending a pass that reported nothing.
 fn idle_batch(state: &State, cursor: String, retry_after_ms: u32) -> SyncBatch {
     SyncBatch {
-        progress: progress_of(state, 0),
+        progress: SyncProgress {
+            complete: false,
+            ..progress_of(state, 0)
+        },
         retry_after_ms: Some(retry_after_ms),
         cursor,
         ..SyncBatch::default()

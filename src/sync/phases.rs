@@ -155,6 +155,7 @@ impl Run<'_, '_> {
                         d
                     })
                     .collect();
+                self.listed(parent)?;
                 for child in children {
                     self.enqueue(s, child)?;
                 }

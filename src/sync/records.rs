@@ -77,10 +77,10 @@ impl Run<'_, '_> {
         }
         let rec = Rec {
             slot,
-            base: eff,
+            base: eff.clone(),
             tag: Some(self.me),
             new: DeptState {
-                present: true,
+                present: eff.present,
                 seen: self.pass,
                 pos: Some(s.known),
             },
@@ -91,20 +91,22 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// Marks a queued department as not walked this pass (deleted, or outside the scope), so
-    /// that no member waits for its page.
-    pub(super) fn unwalkable(&mut self, id: i64) -> Result<(), Halt> {
+    /// Marks a department as reported (its children were listed: it is visible), so that the
+    /// end of a later pass that no longer finds it reports its removal.
+    pub(super) fn listed(&mut self, id: i64) -> Result<(), Halt> {
+        self.update_dept(id, |d| d.present = true)
+    }
+
+    fn update_dept(&mut self, id: i64, change: impl FnOnce(&mut DeptState)) -> Result<(), Halt> {
         let Some(rec) = self.dept_rec(id)? else {
             return Ok(());
         };
         let eff = self.valid.effective(&rec);
-        if eff.pos.is_none() {
+        let mut new = eff.clone();
+        change(&mut new);
+        if new == eff {
             return Ok(());
         }
-        let new = DeptState {
-            pos: None,
-            ..eff.clone()
-        };
         let base = if rec.tag == Some(self.me) {
             rec.base.clone()
         } else {
@@ -119,6 +121,12 @@ impl Run<'_, '_> {
                 new,
             },
         )
+    }
+
+    /// Marks a queued department as not walked this pass (deleted, or outside the scope), so
+    /// that no member waits for its page.
+    pub(super) fn unwalkable(&mut self, id: i64) -> Result<(), Halt> {
+        self.update_dept(id, |d| d.pos = None)
     }
 
     /// A member's record and the state this attempt sees (`None`: never recorded).
