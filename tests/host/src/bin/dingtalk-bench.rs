@@ -303,13 +303,20 @@ fn bench_sync() -> Result<()> {
     let mut seen = 0;
     let mut max_step = Duration::ZERO;
     let mut peak_memory = 0;
+    let mut ack: Option<String> = None;
     loop {
         steps += 1;
         h.reset_peak_memory();
         let t = Instant::now();
+        let request = dingtalk_host::wit::SyncRequest {
+            corp_id: String::new(),
+            ack: ack.clone(),
+            restart: false,
+        };
         let batch = h
-            .sync_step(&h.settings_list(), "")?
+            .sync_step_with(&h.settings_list(), &request)?
             .map_err(|e| anyhow::anyhow!("sync failed: {} {}", e.code, e.message))?;
+        ack = Some(batch.cursor.clone());
         max_step = max_step.max(t.elapsed());
         peak_memory = peak_memory.max(h.peak_memory());
         seen += batch.members.len();
