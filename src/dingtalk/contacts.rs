@@ -284,4 +284,72 @@ mod tests {
         let mut client = Client::new(&mut env, &ep, &s.corp);
         assert_eq!(user_get(&mut client, "u1").unwrap(), UserRecord::default());
     }
+
+    #[test]
+    fn auth_scopes_reads_the_visible_part_of_the_org() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/auth/scopes",
+            json!({"errcode": 0, "errmsg": "ok", "auth_user_field": ["name"],
+                "auth_org_scopes": {"authed_dept": [3, "7", 3, -1, "x"], "authed_user": ["u1", "", "u1", "a b"]}}),
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        let scopes = auth_scopes(&mut client).unwrap();
+        assert_eq!(
+            scopes,
+            AuthScopes {
+                authed_dept: vec![3, 7],
+                authed_user: vec!["u1".into()]
+            }
+        );
+        assert!(!scopes.whole_org());
+        assert_eq!(env.requests.last().unwrap().method, "GET");
+        env.answer("/auth/scopes", json!({"errcode": 0}));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert_eq!(
+            auth_scopes(&mut client).unwrap_err(),
+            ApiError::Parse("auth_org_scopes")
+        );
+    }
+
+    #[test]
+    fn answers_without_data_are_errors_and_restricted_members_are_asked_for() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/topapi/v2/user/list",
+            json!({"errcode": 0, "result": {"has_more": false}}),
+        );
+        env.answer("/topapi/v2/department/listsub", json!({"errcode": 0}));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert_eq!(
+            user_list(&mut client, 2, 0, 100).unwrap_err(),
+            ApiError::Parse("result.list")
+        );
+        assert_eq!(
+            department_listsub(&mut client, 2).unwrap_err(),
+            ApiError::Parse("result")
+        );
+        let listed = env
+            .requests
+            .iter()
+            .find(|r| crate::testing::path_of(r) == "/topapi/v2/user/list")
+            .unwrap();
+        assert_eq!(
+            crate::testing::body_of(listed)["contain_access_limit"],
+            json!(true)
+        );
+        env.answer(
+            "/topapi/v2/user/list",
+            json!({"errcode": 0, "result": {"has_more": false, "list": []}}),
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert!(user_list(&mut client, 2, 0, 100)
+            .unwrap()
+            .members
+            .is_empty());
+    }
 }

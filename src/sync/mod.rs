@@ -11,14 +11,22 @@
 //! `progress.complete` is true the pass is over: its last batch carries the deactivations and
 //! removals; the next call starts pass `pass + 1` (run one every few hours to heal missed events).
 //!
-//! A pass: `department/get` for the root (1), then breadth first `department/listsub` for every
-//! department plus `department/get` (order and `dept_manager_userid_list`, so a member's leader
-//! flags are complete even for departments listed later), then `user/list` (cursor, size 100) for
-//! every department; no per-user detail calls. At the end of a **complete** pass it compares with
-//! the previous complete pass: members no longer seen → `MemberDeactivated` (never deleted, never
-//! on an incomplete pass), members back after leaving → `MemberUpserted`, changed department sets
-//! → `MemberMoved { added, removed }`, departments gone → `DepartmentRemoved`. The first pass
-//! reports no changes. Sync changes are returned in batches only; events go to the change log.
+//! A pass (docs/dingtalk-api.md §5.7): breadth first `department/listsub` from the root (1) — or,
+//! when the app's contact scope is part of the org (`listsub(1)` answers 50004, or the last pass
+//! found it so), from each `authed_dept` of `GET /auth/scopes` (one `department/get` each, for its
+//! name) — then `user/list` (cursor, size 100, `contain_access_limit: true`) for every visible
+//! department, then `user/get` for each `authed_user` not met in those departments. Leader flags
+//! come from the `leader` of each list item (about the listed department): a member in several
+//! departments is reported when the walk reaches the last of them. A subtree answering 50004 is
+//! skipped, never fatal. With the whole org visible and nobody gone, that is exactly Σ listsub +
+//! Σ ⌈members/100⌉ calls. `next_cursor` is an offset, so a member who was not met may still be
+//! there: at the end of a **complete** pass each member not seen is confirmed with `user/get`
+//! (one call per absent member): 60121 / 33012 → `MemberDeactivated` (never deleted, never on an
+//! incomplete pass); found → reported as present; 50004 → left as it is. Members back after
+//! leaving → `MemberUpserted`, changed department sets → `MemberMoved { added, removed }`,
+//! departments gone → `DepartmentRemoved`. The first pass reports no changes. Every member reported
+//! present is written to the directory mirror (`directory::mirror`), every deactivation removed
+//! from it. Sync changes are returned in batches only; events go to the change log.
 //!
 //! # Crash safety and exactly-once delivery
 //!
@@ -30,17 +38,18 @@
 //! replayed are listed as void in the checkpoint), so a re-run re-derives the same batch from the
 //! same checkpoint: nothing is lost and nothing is reported twice.
 //!
-//! A batch whose response was lost *after* the commit (HTTP) can be asked for again: every batch
-//! carries a `cursor`; the HTTP body may acknowledge the last batch received:
+//! Every batch is delivered until the platform acknowledges it: each carries a `cursor`, and the
+//! next step (HTTP body or the typed export's `sync-request`) sends it back as `ack`:
 //!
 //! ```json
 //! {"corp_id": "", "ack": "<cursor of the last batch received>", "restart": false}
 //! ```
 //!
-//! * no `ack` (and the typed export, which returns in-process): continue from the checkpoint;
 //! * `ack` = the cursor of the last committed batch: continue;
-//! * `ack` = the cursor of the batch before it (the last response was lost): that lost batch is
-//!   derived again from the previous checkpoint and returned (its own writes are voided);
+//! * no `ack` once a batch was handed out, or `ack` = the cursor of the batch before it (the last
+//!   response was lost, or the platform did not apply it): that batch is derived again from the
+//!   previous checkpoint and returned (its own writes are voided), deactivations included;
+//! * no `ack` before any batch: start;
 //! * any other `ack`: 409 `sync_cursor_stale` (another worker is stepping the same corp).
 //! * `restart: true` abandons the current pass and starts a new one (no deactivations for the
 //!   abandoned pass; the new one compares with the last complete pass).
@@ -59,8 +68,9 @@
 //! fall in any sliding second, across steps and instances. Throttling answers (90018, 90002, 403 Qps…) end the step early with the work
 //! done so far and `retry_after_ms` (1 s, doubling while it repeats, at most 16 s); the unfinished
 //! page is read again. The monthly quota (90020), a missing permission
-//! (`qyapi_get_department_list`, `qyapi_get_department_member`), a department outside the contact
-//! scope (50004), the IP whitelist and bad credentials stop the step with a clear [`Failure`].
+//! (`qyapi_get_department_list`, `qyapi_get_department_member`, `qyapi_get_member`, `qyapi_base`),
+//! the IP whitelist and bad credentials stop the step with a clear [`Failure`]. A 200 without
+//! `result.list` (`user/list`) or without a `result` array (`listsub`) ends the step for a retry.
 //!
 //! # Key-value keys (per corp)
 //!
@@ -72,9 +82,10 @@
 //! | `synclease:{corp}:{pass}:{version}:take:{e}`, `…:beat:{e}`, `…:done:{e}` | counters: step lease epochs, heartbeats, releases (expire after a day) |
 //! | `syncq:{corp}:{slot}` | counter: pacing slot claim (expires) |
 //! | `syncdq:{corp}:{i}` | the pass's department queue, position `i` (overwritten each pass) |
-//! | `syncd:{corp}:{dept_id}` | department record: slot, base/new state (present, last pass seen, managers), tag |
+//! | `syncd:{corp}:{dept_id}` | department record: slot, base/new state (reported, last pass queued, queue position), tag |
 //! | `syncdi:{corp}:n`, `syncdi:{corp}:{i}` | counter and slots: index of department records |
-//! | `syncm:{corp}:{userid}` | member record: slot, base/new state (present, last pass seen, departments), tag |
+//! | `syncm:{corp}:{userid}` | member record: slot, base/new state (present, last pass seen, departments, leader flags gathered), tag |
+//! | `dir:{corp}:{userid}` | the directory mirror (`directory::mirror`), written when a member is reported |
 //! | `syncmi:{corp}:n`, `syncmi:{corp}:{i}` | counter and slots: index of member records |
 //!
 //! The indexes are walked slot by slot at the end of a pass (no list-keys); a slot whose record
