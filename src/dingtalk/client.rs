@@ -146,6 +146,21 @@ impl<'a> Client<'a> {
         })
     }
 
+    /// Old API: `GET {oapi}{path}?access_token=…` with the app token; the `errcode` envelope is
+    /// checked. Prefer the typed endpoints of the sibling modules.
+    pub fn oapi_get(&mut self, path: &str) -> Result<Value, ApiError> {
+        let base = self.endpoints.oapi.clone();
+        self.with_app_token(|c, token| {
+            let url = format!(
+                "{base}{path}?access_token={}",
+                super::encode(token.expose())
+            );
+            let request = c.request("GET", url, None);
+            let response = c.send(request)?;
+            decode_old(&response)
+        })
+    }
+
     /// New API: a call with the app token in the `x-acs-dingtalk-access-token` header. Prefer
     /// the typed endpoints of the sibling modules.
     pub fn api_call(

@@ -88,25 +88,29 @@ pub struct UserPage {
     pub next_cursor: Option<u64>,
 }
 
-/// `POST topapi/v2/user/list` {dept_id, cursor, size}: one page of `dept_id`'s direct members,
-/// as members of the client's corp (each also in `dept_id`, leading it when the item says so).
+/// `POST topapi/v2/user/list` {dept_id, cursor, size, contain_access_limit: true}: one page of
+/// `dept_id`'s direct members, as members of the client's corp (each also in `dept_id`, leading
+/// it when the item says so). Access-restricted members (数据访问受限) are asked for too
+/// (docs/dingtalk-api.md §13.2). A 200 whose `result.list` is not an array is
+/// `ApiError::Parse("result.list")`, never an empty department (§13.4).
 pub fn user_list(
     client: &mut Client<'_>,
     dept_id: i64,
     cursor: u64,
     size: u32,
 ) -> Result<UserPage, ApiError> {
-    let body = json!({"dept_id": dept_id, "cursor": cursor, "size": size});
+    let body =
+        json!({"dept_id": dept_id, "cursor": cursor, "size": size, "contain_access_limit": true});
     let v = client.oapi_post("/topapi/v2/user/list", &body)?;
     let corp = client.app().corp_id.clone();
     let r = result_of(&v);
-    let members = match r.get("list") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|item| member_from_list_item(&corp, item, dept_id))
-            .collect(),
-        _ => Vec::new(),
+    let Some(Value::Array(items)) = r.get("list") else {
+        return Err(ApiError::Parse("result.list"));
     };
+    let members = items
+        .iter()
+        .filter_map(|item| member_from_list_item(&corp, item, dept_id))
+        .collect();
     Ok(UserPage {
         members,
         has_more: r.get("has_more").and_then(as_bool).unwrap_or(false),
@@ -139,8 +143,9 @@ pub fn department_get(client: &mut Client<'_>, dept_id: i64) -> Result<Departmen
 }
 
 /// `POST topapi/v2/department/listsub` {dept_id}: the direct sub-departments of `dept_id` as
-/// DingTalk lists them (unfiltered; items without `dept_id` dropped). Errors: `NotFound` for a
-/// deleted department.
+/// DingTalk lists them (unfiltered; items without `dept_id` dropped; `order` when sent). Errors:
+/// `NotFound` for a deleted department, `OutOfScope` outside the contact scope, and
+/// `ApiError::Parse("result")` for a 200 whose `result` is not an array (never "no children").
 pub fn department_listsub(
     client: &mut Client<'_>,
     dept_id: i64,
@@ -150,12 +155,56 @@ pub fn department_listsub(
         &json!({"dept_id": dept_id}),
     )?;
     let corp = client.app().corp_id.clone();
-    Ok(match v.get("result") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|item| department_from_json(&corp, item))
+    let Some(Value::Array(items)) = v.get("result") else {
+        return Err(ApiError::Parse("result"));
+    };
+    Ok(items
+        .iter()
+        .filter_map(|item| department_from_json(&corp, item))
+        .collect())
+}
+
+/// The app's contact scope (通讯录权限范围), per `GET /auth/scopes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthScopes {
+    /// `auth_org_scopes.authed_dept`: departments whose subtrees the app may read (`[1]`: the
+    /// whole organisation).
+    pub authed_dept: Vec<i64>,
+    /// `auth_org_scopes.authed_user`: members the app may read one by one, outside those
+    /// departments.
+    pub authed_user: Vec<String>,
+}
+
+impl AuthScopes {
+    /// Whether the whole organisation is visible (the root department is authorised).
+    pub fn whole_org(&self) -> bool {
+        self.authed_dept.contains(&super::records::ROOT_DEPT)
+    }
+}
+
+/// `GET auth/scopes`: the app's contact scope (docs/dingtalk-api.md §13.3). Department ids are
+/// de-duplicated (malformed ones dropped), userids kept when usable. An answer without
+/// `auth_org_scopes` is `ApiError::Parse("auth_org_scopes")`.
+pub fn auth_scopes(client: &mut Client<'_>) -> Result<AuthScopes, ApiError> {
+    let v = client.oapi_get("/auth/scopes")?;
+    let scopes = v
+        .get("auth_org_scopes")
+        .filter(|s| s.is_object())
+        .ok_or(ApiError::Parse("auth_org_scopes"))?;
+    let mut authed_user: Vec<String> = Vec::new();
+    if let Some(Value::Array(items)) = scopes.get("authed_user") {
+        for id in items.iter().filter_map(as_text) {
+            if super::records::valid_userid(&id) && !authed_user.contains(&id) {
+                authed_user.push(id);
+            }
+        }
+    }
+    Ok(AuthScopes {
+        authed_dept: super::records::dept_ids(scopes.get("authed_dept"))
+            .into_iter()
+            .filter(|d| *d >= 1)
             .collect(),
-        _ => Vec::new(),
+        authed_user,
     })
 }
 
@@ -234,5 +283,73 @@ mod tests {
         env.answer("/topapi/v2/user/get", json!({"errcode": 0}));
         let mut client = Client::new(&mut env, &ep, &s.corp);
         assert_eq!(user_get(&mut client, "u1").unwrap(), UserRecord::default());
+    }
+
+    #[test]
+    fn auth_scopes_reads_the_visible_part_of_the_org() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/auth/scopes",
+            json!({"errcode": 0, "errmsg": "ok", "auth_user_field": ["name"],
+                "auth_org_scopes": {"authed_dept": [3, "7", 3, -1, "x"], "authed_user": ["u1", "", "u1", "a b"]}}),
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        let scopes = auth_scopes(&mut client).unwrap();
+        assert_eq!(
+            scopes,
+            AuthScopes {
+                authed_dept: vec![3, 7],
+                authed_user: vec!["u1".into()]
+            }
+        );
+        assert!(!scopes.whole_org());
+        assert_eq!(env.requests.last().unwrap().method, "GET");
+        env.answer("/auth/scopes", json!({"errcode": 0}));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert_eq!(
+            auth_scopes(&mut client).unwrap_err(),
+            ApiError::Parse("auth_org_scopes")
+        );
+    }
+
+    #[test]
+    fn answers_without_data_are_errors_and_restricted_members_are_asked_for() {
+        let s = sample();
+        let ep = Endpoints::from_settings(&s);
+        let mut env = FakeEnv::new();
+        env.answer(
+            "/topapi/v2/user/list",
+            json!({"errcode": 0, "result": {"has_more": false}}),
+        );
+        env.answer("/topapi/v2/department/listsub", json!({"errcode": 0}));
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert_eq!(
+            user_list(&mut client, 2, 0, 100).unwrap_err(),
+            ApiError::Parse("result.list")
+        );
+        assert_eq!(
+            department_listsub(&mut client, 2).unwrap_err(),
+            ApiError::Parse("result")
+        );
+        let listed = env
+            .requests
+            .iter()
+            .find(|r| crate::testing::path_of(r) == "/topapi/v2/user/list")
+            .unwrap();
+        assert_eq!(
+            crate::testing::body_of(listed)["contain_access_limit"],
+            json!(true)
+        );
+        env.answer(
+            "/topapi/v2/user/list",
+            json!({"errcode": 0, "result": {"has_more": false, "list": []}}),
+        );
+        let mut client = Client::new(&mut env, &ep, &s.corp);
+        assert!(user_list(&mut client, 2, 0, 100)
+            .unwrap()
+            .members
+            .is_empty());
     }
 }

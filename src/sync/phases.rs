@@ -1,13 +1,24 @@
-//! The phases of a sync pass that call DingTalk: the department tree (detail, expand), the
-//! member walk, and the end-of-pass sweeps that report what was not seen.
+//! The phases of a sync pass that call DingTalk: the visible department tree (scope, listing),
+//! the member walk, the members authorised one by one, and the end-of-pass sweeps, which confirm
+//! each member not seen with `user/get` before reporting them as departed.
 
 use super::*;
+
+/// Whether a `user/get` error says the member has left the organisation: `60121` (找不到该用户)
+/// or `33012` (无效的 userid) (docs/dingtalk-api.md §13.4).
+fn departed(e: &ApiError) -> bool {
+    matches!(e.problem(), Problem::NotMember | Problem::NotFound)
+}
 
 impl Run<'_, '_> {
     // ---- phase: departments ----------------------------------------------------------------
 
     pub(super) fn tree(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
-        while s.reported < s.detailed && b.departments.len() < MAX_DEPARTMENTS_PER_BATCH {
+        // A department is reported once its children were listed (so one outside the scope,
+        // or deleted meanwhile, never is), in queue order: parents first.
+        while s.reported < s.expanded.min(s.known)
+            && b.departments.len() < MAX_DEPARTMENTS_PER_BATCH
+        {
             if let Some(e) = self.queue_entry(s.reported)? {
                 if !e.gone {
                     b.departments.push(e.dept);
@@ -15,22 +26,14 @@ impl Run<'_, '_> {
             }
             s.reported += 1;
         }
-        if s.reported < s.detailed {
+        if s.reported < s.expanded.min(s.known) {
             return Ok(Flow::Stop);
         }
-        if s.known == 0 {
-            let root = Department {
-                corp_id: self.corp(),
-                dept_id: ROOT_DEPT,
-                parent_id: None,
-                name: ROOT_DEPT.to_string(),
-                order: None,
-            };
-            self.enqueue(s, root)?;
-            return Ok(Flow::Continue);
+        if !s.roots_ready {
+            return self.roots(s);
         }
         // `>=`: a checkpoint whose counters passed `known` (a store edited by hand) must not stall.
-        if s.detailed >= s.known && s.expanded >= s.known {
+        if s.expanded >= s.known {
             s.phase = Phase::Members;
             s.walk = 0;
             s.cursor = 0;
@@ -39,48 +42,105 @@ impl Run<'_, '_> {
         if !self.can_call(DEPT_PERMISSION)? {
             return Ok(Flow::Stop);
         }
-        if s.detailed < s.known {
-            self.detail(s)?;
-        } else {
-            self.expand(s)?;
-        }
+        self.expand(s)?;
         Ok(Flow::Continue)
     }
 
-    fn detail(&mut self, s: &mut State) -> Result<(), Halt> {
-        let i = s.detailed;
-        let Some(mut entry) = self.queue_entry(i)? else {
-            s.detailed += 1;
-            return Ok(());
+    /// Puts the pass's walk roots in the queue. While the whole organisation is visible (or
+    /// nothing is known yet) that is the root department, with no call: `listsub(1)` answering
+    /// 50004 tells the scope shrank. Otherwise `GET /auth/scopes` names the authorised
+    /// departments, each read with `department/get` (for its name) and reported without a parent
+    /// (its parent is outside the scope).
+    fn roots(&mut self, s: &mut State) -> Result<Flow, Halt> {
+        let whole = s.scope.as_ref().is_none_or(AuthScopes::whole_org);
+        if whole && !s.root_denied && !s.scope_checked {
+            let root = self.root_department();
+            self.enqueue(s, root)?;
+            if s.scope.is_none() {
+                s.scope = Some(AuthScopes {
+                    authed_dept: vec![ROOT_DEPT],
+                    authed_user: Vec::new(),
+                });
+            }
+            s.roots_ready = true;
+            return Ok(Flow::Continue);
+        }
+        if !s.scope_checked {
+            if !self.can_call(BASE_PERMISSION)? {
+                return Ok(Flow::Stop);
+            }
+            let scopes = contacts::auth_scopes(&mut self.client)
+                .map_err(|e| Halt::Api(e, BASE_PERMISSION))?;
+            if scopes.whole_org() && s.root_denied {
+                // The scope says "everything" while the root said 50004: nothing sensible to walk.
+                return Err(Halt::Api(out_of_scope(), DEPT_PERMISSION));
+            }
+            s.scope = Some(scopes);
+            s.scope_checked = true;
+            s.roots = 0;
+            if s.scope.as_ref().is_some_and(AuthScopes::whole_org) {
+                let root = self.root_department();
+                self.enqueue(s, root)?;
+                s.roots_ready = true;
+            }
+            return Ok(Flow::Continue);
+        }
+        let mut authed: Vec<i64> = s
+            .scope
+            .as_ref()
+            .map(|sc| sc.authed_dept.clone())
+            .unwrap_or_default();
+        authed.sort_unstable();
+        authed.dedup();
+        let Some(&id) = usize::try_from(s.roots).ok().and_then(|i| authed.get(i)) else {
+            s.roots_ready = true;
+            return Ok(Flow::Continue);
         };
-        let id = entry.dept.dept_id;
+        if !self.can_call(DEPT_PERMISSION)? {
+            return Ok(Flow::Stop);
+        }
         match contacts::department_get(&mut self.client, id) {
             Ok(detail) => {
-                if let Some(mut d) = detail.department.filter(|d| d.dept_id == id) {
-                    if d.parent_id.is_none() && id != ROOT_DEPT {
-                        d.parent_id = entry.dept.parent_id;
-                    }
-                    entry.dept = d;
-                }
-                self.put_queue_entry(i, &entry)?;
-                self.set_managers(id, detail.managers)?;
+                let corp = self.corp();
+                let mut dept = detail
+                    .department
+                    .filter(|d| d.dept_id == id)
+                    .unwrap_or_else(|| Department {
+                        corp_id: corp,
+                        dept_id: id,
+                        parent_id: None,
+                        name: id.to_string(),
+                        order: None,
+                    });
+                dept.parent_id = None;
+                self.enqueue(s, dept)?;
             }
-            // A department deleted since it was listed; never the root (that would empty the
-            // whole directory).
-            Err(e) if e.problem() == Problem::NotFound && id != ROOT_DEPT => {
-                entry.gone = true;
-                self.put_queue_entry(i, &entry)?;
-            }
+            // Deleted since it was authorised, or the scope changed again: nothing to walk there.
+            Err(e) if matches!(e.problem(), Problem::NotFound | Problem::OutOfScope) => {}
             Err(e) => return Err(Halt::Api(e, DEPT_PERMISSION)),
         }
-        s.detailed += 1;
-        Ok(())
+        s.roots += 1;
+        Ok(Flow::Continue)
+    }
+
+    /// The root department as reported: DingTalk's `listsub` does not name the department it
+    /// lists, so its name is the organisation's display name from the settings (else the corp id).
+    fn root_department(&mut self) -> Department {
+        let corp = self.corp();
+        let name = self.client.app().corp_name.trim().to_string();
+        Department {
+            name: if name.is_empty() { corp.clone() } else { name },
+            corp_id: corp,
+            dept_id: ROOT_DEPT,
+            parent_id: None,
+            order: None,
+        }
     }
 
     fn expand(&mut self, s: &mut State) -> Result<(), Halt> {
         let i = s.expanded;
         let entry = self.queue_entry(i)?;
-        let Some(entry) = entry.filter(|e| !e.gone) else {
+        let Some(mut entry) = entry.filter(|e| !e.gone) else {
             s.expanded += 1;
             return Ok(());
         };
@@ -95,11 +155,38 @@ impl Run<'_, '_> {
                         d
                     })
                     .collect();
+                self.listed(parent)?;
                 for child in children {
                     self.enqueue(s, child)?;
                 }
             }
-            Err(e) if e.problem() == Problem::NotFound && parent != ROOT_DEPT => {}
+            Err(e)
+                if e.problem() == Problem::OutOfScope
+                    && parent == ROOT_DEPT
+                    && !s.scope_checked =>
+            {
+                // The app sees part of the organisation only: start over from /auth/scopes.
+                self.env().log(
+                    "sync: the root department is outside the contact scope; reading /auth/scopes",
+                );
+                s.root_denied = true;
+                s.roots_ready = false;
+                s.known = 0;
+                s.expanded = 0;
+                s.reported = 0;
+                return Ok(());
+            }
+            // A department deleted since it was listed (never the root: that would empty the
+            // whole directory), or one outside the contact scope: skip its subtree, never fail
+            // the pass; its members are confirmed one by one at the end of the pass.
+            Err(e)
+                if (e.problem() == Problem::NotFound && parent != ROOT_DEPT)
+                    || e.problem() == Problem::OutOfScope =>
+            {
+                entry.gone = true;
+                self.put_queue_entry(i, &entry)?;
+                self.unwalkable(parent)?;
+            }
             Err(e) => return Err(Halt::Api(e, DEPT_PERMISSION)),
         }
         s.expanded += 1;
@@ -110,9 +197,8 @@ impl Run<'_, '_> {
 
     pub(super) fn walk(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
         if s.walk >= s.known {
-            s.phase = Phase::SweepMembers;
-            s.sweep = 1;
-            s.sweep_from = self.me;
+            s.phase = Phase::Users;
+            s.users = 0;
             return Ok(Flow::Continue);
         }
         let room = b.members.len() + PAGE_SIZE as usize <= MAX_MEMBERS_PER_BATCH;
@@ -128,7 +214,11 @@ impl Run<'_, '_> {
         let dept_id = entry.dept.dept_id;
         let page = match contacts::user_list(&mut self.client, dept_id, s.cursor, PAGE_SIZE) {
             Ok(page) => page,
-            Err(e) if e.problem() == Problem::NotFound && dept_id != ROOT_DEPT => {
+            Err(e)
+                if (e.problem() == Problem::NotFound && dept_id != ROOT_DEPT)
+                    || e.problem() == Problem::OutOfScope =>
+            {
+                self.unwalkable(dept_id)?;
                 s.walk += 1;
                 s.cursor = 0;
                 return Ok(Flow::Continue);
@@ -136,7 +226,7 @@ impl Run<'_, '_> {
             Err(e) => return Err(Halt::Api(e, MEMBER_PERMISSION)),
         };
         for m in page.members {
-            self.member(s, b, m)?;
+            self.member(s, b, m, Some(s.walk))?;
         }
         if page.has_more {
             let next = page.next_cursor.filter(|n| *n > s.cursor);
@@ -156,28 +246,47 @@ impl Run<'_, '_> {
         Ok(Flow::Continue)
     }
 
-    /// Reports a member the first time this pass meets it, with the changes since the last pass.
-    fn member(&mut self, s: &mut State, b: &mut SyncBatch, mut m: Member) -> Result<(), Halt> {
-        let key = self.keys.member(&m.userid);
-        let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
-        let (eff, slot) = match rec {
-            Some(r) => (self.valid.effective(&r), r.slot),
-            None => {
-                let keys = self.keys;
-                let slot =
-                    self.alloc_slot(keys.member_count(), |i| keys.member_slot(i), &m.userid)?;
-                (MemberState::default(), slot)
-            }
-        };
+    /// Meets member `m` in the department at queue position `at` (`None`: read with `user/get`,
+    /// which carries every leader flag). The member is reported once per pass, when met in the
+    /// last of their departments this pass walks (each `user/list` item's `leader` flag is about
+    /// the listed department only); until then the flags gathered so far are kept in the record.
+    /// Reporting writes the mirror and the changes since the last pass.
+    pub(super) fn member(
+        &mut self,
+        s: &mut State,
+        b: &mut SyncBatch,
+        mut m: Member,
+        at: Option<u64>,
+    ) -> Result<(), Halt> {
+        let old = self.member_rec(&m.userid)?;
+        let eff = old.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
         if eff.seen == self.pass {
             return Ok(());
         }
-        for d in m.dept_ids.clone() {
-            if !m.leader_dept_ids.contains(&d) {
-                let state = self.dept_state(d)?;
-                if state.seen == self.pass && state.managers.contains(&m.userid) {
-                    m.leader_dept_ids.push(d);
+        if eff.gathering == self.pass {
+            for d in &eff.leads {
+                if !m.leader_dept_ids.contains(d) {
+                    m.leader_dept_ids.push(*d);
                 }
+            }
+        }
+        if let Some(at) = at {
+            let mut last = at;
+            for d in m.dept_ids.clone() {
+                let state = self.dept_state(d)?;
+                if state.seen == self.pass {
+                    if let Some(pos) = state.pos {
+                        last = last.max(pos);
+                    }
+                }
+            }
+            if last > at {
+                let new = MemberState {
+                    gathering: self.pass,
+                    leads: m.leader_dept_ids.clone(),
+                    ..eff
+                };
+                return self.put_member(&m.userid, old, new);
             }
         }
         let depts: BTreeSet<i64> = m.dept_ids.iter().copied().collect();
@@ -186,9 +295,9 @@ impl Run<'_, '_> {
                 b.changes
                     .push(DirectoryChange::MemberUpserted { member: m.clone() });
             }
-            let old: BTreeSet<i64> = eff.depts.iter().copied().collect();
-            let added: Vec<i64> = depts.difference(&old).copied().collect();
-            let removed: Vec<i64> = old.difference(&depts).copied().collect();
+            let old_depts: BTreeSet<i64> = eff.depts.iter().copied().collect();
+            let added: Vec<i64> = depts.difference(&old_depts).copied().collect();
+            let removed: Vec<i64> = old_depts.difference(&depts).copied().collect();
             if !added.is_empty() || !removed.is_empty() {
                 b.changes.push(DirectoryChange::MemberMoved {
                     corp_id: m.corp_id.clone(),
@@ -198,20 +307,61 @@ impl Run<'_, '_> {
                 });
             }
         }
-        let rec = Rec {
-            slot,
-            base: eff,
-            tag: Some(self.me),
-            new: MemberState {
-                present: true,
-                seen: self.pass,
-                depts: depts.into_iter().collect(),
-            },
+        let new = MemberState {
+            present: true,
+            seen: self.pass,
+            depts: depts.into_iter().collect(),
+            gathering: 0,
+            leads: Vec::new(),
         };
-        kv::put_json(self.env(), &key, &rec)?;
+        self.put_member(&m.userid, old, new)?;
+        mirror::store(self.env(), &m)?;
         s.members_seen += 1;
         b.members.push(m);
         Ok(())
+    }
+
+    // ---- phase: members authorised one by one ----------------------------------------------
+
+    /// Reads the `authed_user` members of a partial scope with `user/get` (one call each, only
+    /// for those no department page reported this pass).
+    pub(super) fn users(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
+        let authed: Vec<String> = match &s.scope {
+            Some(sc) if s.scope_checked && !sc.whole_org() => sc.authed_user.clone(),
+            _ => Vec::new(),
+        };
+        let Some(userid) = usize::try_from(s.users).ok().and_then(|i| authed.get(i)) else {
+            s.phase = Phase::SweepMembers;
+            s.sweep = 1;
+            s.sweep_from = self.me;
+            return Ok(Flow::Continue);
+        };
+        let reported = self
+            .member_rec(userid)?
+            .is_some_and(|(_, eff)| eff.seen == self.pass);
+        if !reported {
+            if b.members.len() >= MAX_MEMBERS_PER_BATCH
+                || !self.can_call(MEMBER_DETAIL_PERMISSION)?
+            {
+                return Ok(Flow::Stop);
+            }
+            match contacts::user_get(&mut self.client, userid) {
+                Ok(record) => {
+                    let corp = self.corp();
+                    let Some(m) = record.to_member(&corp).filter(|m| &m.userid == userid) else {
+                        return Err(Halt::Api(
+                            ApiError::Parse("result.userid"),
+                            MEMBER_DETAIL_PERMISSION,
+                        ));
+                    };
+                    self.member(s, b, m, None)?;
+                }
+                Err(e) if departed(&e) || e.problem() == Problem::OutOfScope => {}
+                Err(e) => return Err(Halt::Api(e, MEMBER_DETAIL_PERMISSION)),
+            }
+        }
+        s.users += 1;
+        Ok(Flow::Continue)
     }
 
     // ---- phase: end of pass ----------------------------------------------------------------
@@ -229,6 +379,10 @@ impl Run<'_, '_> {
             .and_then(|v| String::from_utf8(v).ok()))
     }
 
+    /// Walks the member records: each member this pass did not report (absent from every page,
+    /// which an offset cursor allows while the org changes, or still waiting for a department
+    /// whose page skipped them) is confirmed with `user/get`: `60121` / `33012` → deactivated;
+    /// found → reported as present; outside the scope (50004) → left as it is.
     pub(super) fn sweep_members(&mut self, s: &mut State, b: &mut SyncBatch) -> Result<Flow, Halt> {
         let n = self.slot_count(self.keys.member_count())?;
         let mut examined = 0;
@@ -242,22 +396,48 @@ impl Run<'_, '_> {
                 let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
                 if let Some(rec) = rec.filter(|r| r.slot == i) {
                     let eff = self.valid.effective(&rec);
-                    if eff.present && eff.seen > 0 && eff.seen < self.pass {
-                        b.changes.push(DirectoryChange::MemberDeactivated {
-                            corp_id: self.corp(),
-                            userid,
-                        });
-                        let new = MemberState {
-                            present: false,
-                            ..eff.clone()
-                        };
-                        let rec = Rec {
-                            slot: i,
-                            base: eff,
-                            tag: Some(self.me),
-                            new,
-                        };
-                        kv::put_json(self.env(), &key, &rec)?;
+                    let absent = eff.present && eff.seen > 0 && eff.seen < self.pass;
+                    let waiting = eff.gathering == self.pass && eff.seen < self.pass;
+                    if absent || waiting {
+                        if b.members.len() >= MAX_MEMBERS_PER_BATCH
+                            || !self.can_call(MEMBER_DETAIL_PERMISSION)?
+                        {
+                            return Ok(Flow::Stop);
+                        }
+                        match contacts::user_get(&mut self.client, &userid) {
+                            Ok(record) => {
+                                let corp = self.corp();
+                                let Some(m) =
+                                    record.to_member(&corp).filter(|m| m.userid == userid)
+                                else {
+                                    return Err(Halt::Api(
+                                        ApiError::Parse("result.userid"),
+                                        MEMBER_DETAIL_PERMISSION,
+                                    ));
+                                };
+                                self.member(s, b, m, None)?;
+                            }
+                            Err(e) if departed(&e) => {
+                                if absent {
+                                    b.changes.push(DirectoryChange::MemberDeactivated {
+                                        corp_id: self.corp(),
+                                        userid: userid.clone(),
+                                    });
+                                }
+                                let new = MemberState {
+                                    present: false,
+                                    gathering: 0,
+                                    leads: Vec::new(),
+                                    ..eff.clone()
+                                };
+                                self.put_member(&userid, Some((rec, eff)), new)?;
+                                let corp = self.corp();
+                                mirror::forget(self.env(), &corp, &userid)?;
+                            }
+                            // Not visible to the app any more: neither departed nor confirmed.
+                            Err(e) if e.problem() == Problem::OutOfScope => {}
+                            Err(e) => return Err(Halt::Api(e, MEMBER_DETAIL_PERMISSION)),
+                        }
                     } else if rec.tag.is_some_and(|t| !self.valid.counts(t)) {
                         // Left by an attempt that never committed: settle it on its base.
                         let rec = Rec {

@@ -77,12 +77,12 @@ impl Run<'_, '_> {
         }
         let rec = Rec {
             slot,
-            base: eff,
+            base: eff.clone(),
             tag: Some(self.me),
             new: DeptState {
-                present: true,
+                present: eff.present,
                 seen: self.pass,
-                managers: Vec::new(),
+                pos: Some(s.known),
             },
         };
         self.put_dept_rec(dept.dept_id, &rec)?;
@@ -91,30 +91,88 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn set_managers(&mut self, id: i64, managers: Vec<String>) -> Result<(), Halt> {
+    /// Marks a department as reported (its children were listed: it is visible), so that the
+    /// end of a later pass that no longer finds it reports its removal.
+    pub(super) fn listed(&mut self, id: i64) -> Result<(), Halt> {
+        self.update_dept(id, |d| d.present = true)
+    }
+
+    fn update_dept(&mut self, id: i64, change: impl FnOnce(&mut DeptState)) -> Result<(), Halt> {
         let Some(rec) = self.dept_rec(id)? else {
             return Ok(());
         };
-        let rec = if rec.tag == Some(self.me) {
-            Rec {
-                new: DeptState {
-                    managers,
-                    ..rec.new.clone()
-                },
-                ..rec
-            }
+        let eff = self.valid.effective(&rec);
+        let mut new = eff.clone();
+        change(&mut new);
+        if new == eff {
+            return Ok(());
+        }
+        let base = if rec.tag == Some(self.me) {
+            rec.base.clone()
         } else {
-            let eff = self.valid.effective(&rec);
-            Rec {
+            eff
+        };
+        self.put_dept_rec(
+            id,
+            &Rec {
                 slot: rec.slot,
+                base,
                 tag: Some(self.me),
-                new: DeptState {
-                    managers,
-                    ..eff.clone()
-                },
-                base: eff,
+                new,
+            },
+        )
+    }
+
+    /// Marks a queued department as not walked this pass (deleted, or outside the scope), so
+    /// that no member waits for its page.
+    pub(super) fn unwalkable(&mut self, id: i64) -> Result<(), Halt> {
+        self.update_dept(id, |d| d.pos = None)
+    }
+
+    /// A member's record and the state this attempt sees (`None`: never recorded).
+    pub(super) fn member_rec(
+        &mut self,
+        userid: &str,
+    ) -> Result<Option<(Rec<MemberState>, MemberState)>, Halt> {
+        let key = self.keys.member(userid);
+        let rec: Option<Rec<MemberState>> = kv::get_json(self.env(), &key)?;
+        Ok(rec.map(|r| {
+            let eff = self.valid.effective(&r);
+            (r, eff)
+        }))
+    }
+
+    /// Writes `new` as this attempt's state of a member, keeping the state from before the
+    /// attempt as the record's base (also when the attempt writes the record twice).
+    pub(super) fn put_member(
+        &mut self,
+        userid: &str,
+        old: Option<(Rec<MemberState>, MemberState)>,
+        new: MemberState,
+    ) -> Result<(), Halt> {
+        let (slot, base) = match old {
+            Some((rec, eff)) => {
+                let base = if rec.tag == Some(self.me) {
+                    rec.base
+                } else {
+                    eff
+                };
+                (rec.slot, base)
+            }
+            None => {
+                let keys = self.keys;
+                let slot = self.alloc_slot(keys.member_count(), |i| keys.member_slot(i), userid)?;
+                (slot, MemberState::default())
             }
         };
-        self.put_dept_rec(id, &rec)
+        let key = self.keys.member(userid);
+        let rec = Rec {
+            slot,
+            base,
+            tag: Some(self.me),
+            new,
+        };
+        kv::put_json(self.env(), &key, &rec)?;
+        Ok(())
     }
 }

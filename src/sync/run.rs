@@ -76,6 +76,7 @@ impl Run<'_, '_> {
                 pass: base.pass + 1,
                 attempt: self.me,
                 phase: Phase::Tree,
+                scope: base.scope.clone(),
                 ..State::default()
             };
         }
@@ -91,6 +92,7 @@ impl Run<'_, '_> {
             let result = match s.phase {
                 Phase::Tree => self.tree(&mut s, &mut b),
                 Phase::Members => self.walk(&mut s, &mut b),
+                Phase::Users => self.users(&mut s, &mut b),
                 Phase::SweepMembers => self.sweep_members(&mut s, &mut b),
                 Phase::SweepDepts => self.sweep_depts(&mut s, &mut b),
                 Phase::Done => break,

@@ -10,10 +10,12 @@ pub(super) enum Phase {
     /// Before the first pass, or the pass is complete.
     #[default]
     Done,
-    /// Discovering, detailing and reporting departments.
+    /// Finding the visible departments (scope), listing and reporting them.
     Tree,
     /// Reading members department by department.
     Members,
+    /// Reading the members authorised one by one (`authed_user`), outside the departments.
+    Users,
     /// Walking member records: deactivations.
     SweepMembers,
     /// Walking department records: removals.
@@ -22,15 +24,25 @@ pub(super) enum Phase {
 
 /// Where a pass stands. Queue positions are 0-based, record slots 1-based.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub(super) struct State {
     pub(super) pass: u64,
     /// The attempt that committed this state.
     pub(super) attempt: u64,
     pub(super) phase: Phase,
+    /// The app's visible contact scope as last learned (kept from pass to pass): the whole
+    /// organisation once `listsub(1)` answered, else `GET /auth/scopes`. `None` before.
+    pub(super) scope: Option<AuthScopes>,
+    /// This pass asked `GET /auth/scopes`.
+    pub(super) scope_checked: bool,
+    /// This pass's `listsub(1)` answered 50004 (the scope is part of the org).
+    pub(super) root_denied: bool,
+    /// Every walk root of this pass is in the queue.
+    pub(super) roots_ready: bool,
+    /// Authorised departments (partial scope) looked at so far.
+    pub(super) roots: u64,
     /// Departments in the queue.
     pub(super) known: u64,
-    /// Queue entries with details (`department/get`) fetched.
-    pub(super) detailed: u64,
     /// Queue entries whose children were listed.
     pub(super) expanded: u64,
     /// Queue entries reported in batches.
@@ -39,6 +51,8 @@ pub(super) struct State {
     pub(super) walk: u64,
     pub(super) cursor: u64,
     pub(super) members_seen: u64,
+    /// `authed_user` entries looked at (phase `Users`).
+    pub(super) users: u64,
     /// Next record slot to examine at the end of the pass.
     pub(super) sweep: u64,
     /// First attempt of this pass's sweep: void attempts before it no longer tag any record
@@ -58,6 +72,7 @@ pub(super) struct Checkpoint {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub(super) struct MemberState {
     /// Member of the organisation as last reported (false once deactivated).
     pub(super) present: bool,
@@ -65,14 +80,20 @@ pub(super) struct MemberState {
     pub(super) seen: u64,
     /// Departments as last reported, sorted.
     pub(super) depts: Vec<i64>,
+    /// Pass in which the member was met in a department listed before their last one: the
+    /// report waits for that department's page (leader flags are per listed department).
+    pub(super) gathering: u64,
+    /// Departments the member leads, gathered in pass `gathering`.
+    pub(super) leads: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub(super) struct DeptState {
     pub(super) present: bool,
     pub(super) seen: u64,
-    /// `dept_manager_userid_list` of the pass that saw it.
-    pub(super) managers: Vec<String>,
+    /// Queue position in pass `seen` while its members are still to be read (`None`: skipped).
+    pub(super) pos: Option<u64>,
 }
 
 /// A record with a pending write: `new` counts once attempt `tag` has committed, else `base`.

@@ -2,6 +2,7 @@ use super::*;
 use crate::settings::tests::sample_raw;
 use crate::testing::{body_of, json_response, path_of, FakeEnv};
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
@@ -34,6 +35,15 @@ struct Org {
     /// (path suffix, n-th call of that path (0-based), answer body).
     inject: Vec<(String, usize, String)>,
     counts: BTreeMap<String, usize>,
+    /// Contact scope: authorised department subtrees (`None`: the whole org).
+    scope: Option<Vec<i64>>,
+    /// Members authorised one by one (`authed_user`).
+    authed_users: Vec<String>,
+    /// Access-restricted members (数据访问受限): left out of `user/list` unless
+    /// `contain_access_limit: true`.
+    restricted: HashSet<String>,
+    /// (n, userid): the member leaves right after the n-th `user/list` answer (1-based).
+    leave_after_list: Vec<(usize, String)>,
 }
 
 impl Org {
@@ -57,7 +67,32 @@ impl Org {
             page: 2,
             inject: vec![],
             counts: BTreeMap::new(),
+            scope: None,
+            authed_users: vec![],
+            restricted: HashSet::new(),
+            leave_after_list: vec![],
         }
+    }
+
+    /// Whether department `d` lies in the subtree of `top`.
+    fn within(&self, d: i64, top: i64) -> bool {
+        let mut cur = d;
+        for _ in 0..64 {
+            if cur == top {
+                return true;
+            }
+            match self.depts.iter().find(|x| x.0 == cur) {
+                Some((_, parent, _)) if *parent != 0 => cur = *parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn visible(&self, d: i64) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|tops| tops.iter().any(|t| self.within(d, *t)))
     }
 
     fn inject(&mut self, path: &str, nth: usize, body: &str) {
@@ -78,7 +113,36 @@ impl Org {
         let ok =
             |result: Value| json!({"errcode": 0, "errmsg": "ok", "result": result}).to_string();
         let gone = r#"{"errcode":60003,"errmsg":"部门不存在"}"#.to_string();
+        let outside = r#"{"errcode":50004,"errmsg":"企业部门不在授权范围"}"#.to_string();
         let dept_id = body["dept_id"].as_i64().unwrap_or(0);
+        if path.ends_with("/auth/scopes") {
+            let depts = self.scope.clone().unwrap_or_else(|| vec![1]);
+            return json!({"errcode": 0, "errmsg": "ok", "auth_user_field": ["userid"],
+                "auth_org_scopes": {"authed_dept": depts, "authed_user": self.authed_users}})
+            .to_string();
+        }
+        if path.ends_with("/user/get") {
+            let userid = body["userid"].as_str().unwrap_or("");
+            let Some(u) = self.users.iter().find(|u| u.id == userid) else {
+                return r#"{"errcode":60121,"errmsg":"找不到该用户"}"#.to_string();
+            };
+            if !u.depts.iter().any(|d| self.visible(*d)) && !self.authed_users.contains(&u.id) {
+                return outside;
+            }
+            let leader_in: Vec<Value> = u
+                .depts
+                .iter()
+                .map(|d| json!({"dept_id": d, "leader": u.leads.contains(d)}))
+                .collect();
+            return ok(
+                json!({"userid": u.id, "unionid": format!("un-{}", u.id), "name": format!("N {}", u.id),
+                "dept_id_list": u.depts, "leader_in_dept": leader_in, "admin": u.admin,
+                "boss": u.id == "boss", "active": true}),
+            );
+        }
+        if self.depts.iter().any(|d| d.0 == dept_id) && !self.visible(dept_id) {
+            return outside;
+        }
         if path.ends_with("/department/get") {
             let Some((id, parent, name)) = self.depts.iter().find(|d| d.0 == dept_id).cloned()
             else {
@@ -114,6 +178,7 @@ impl Org {
             }
             let cursor = body["cursor"].as_u64().unwrap_or(0) as usize;
             let size = (body["size"].as_u64().unwrap_or(0) as usize).min(self.page);
+            let all_asked = body["contain_access_limit"] == json!(true);
             let mut members: Vec<&U> = self
                 .users
                 .iter()
@@ -123,6 +188,7 @@ impl Org {
             let end = (cursor + size).min(members.len());
             let list: Vec<Value> = members[cursor.min(end)..end]
                 .iter()
+                .filter(|u| all_asked || !self.restricted.contains(&u.id))
                 .map(|u| {
                     json!({"userid": u.id, "unionid": format!("un-{}", u.id), "name": format!("N {}", u.id),
                         "dept_id_list": u.depts, "leader": u.leads.contains(&dept_id), "admin": u.admin,
@@ -133,6 +199,14 @@ impl Org {
             if end < members.len() {
                 r["next_cursor"] = json!(end);
             }
+            let listed = self.counts.get(path).copied().unwrap_or(0);
+            let leaving: Vec<String> = self
+                .leave_after_list
+                .iter()
+                .filter(|(n, _)| *n == listed)
+                .map(|(_, u)| u.clone())
+                .collect();
+            self.users.retain(|u| !leaving.contains(&u.id));
             return ok(r);
         }
         r#"{"errcode":40035,"errmsg":"不合法的参数"}"#.to_string()
@@ -147,6 +221,8 @@ fn fake(env: &mut FakeEnv, org: Org) -> Rc<RefCell<Org>> {
         "/topapi/v2/department/get",
         "/topapi/v2/department/listsub",
         "/topapi/v2/user/list",
+        "/topapi/v2/user/get",
+        "/auth/scopes",
     ] {
         let o = org.clone();
         env.route(path, move |r| {
@@ -340,12 +416,27 @@ fn first_pass_reports_the_whole_org_once() {
     assert_eq!(last.progress.departments_done, 5);
     assert_eq!(last.progress.members_seen, 10);
     let root = &batches[0].departments[0];
+    // The root is named after the organisation's display name in the settings (no
+    // department/get: listsub does not name the department it lists).
     assert_eq!(
         (root.dept_id, root.parent_id, root.name.as_str(), root.order),
-        (1, None, "公司", Some(10))
+        (1, None, "示例公司", None)
     );
-    // No per-user detail calls.
-    assert!(!env.paths().iter().any(|p| p.ends_with("/user/get")));
+    // No per-user or per-department detail calls, no scope call while the root is visible.
+    for path in [
+        "/topapi/v2/user/get",
+        "/topapi/v2/department/get",
+        "/auth/scopes",
+    ] {
+        assert_eq!(env.calls_to(path), 0, "{path}");
+    }
+    assert_eq!(
+        visible_scope(&mut env, CORP).unwrap(),
+        Some(AuthScopes {
+            authed_dept: vec![1],
+            authed_user: vec![]
+        })
+    );
     // The next call starts pass 2.
     let b = step(&mut env, &s, "").unwrap();
     assert_eq!(b.progress.pass, 2);
@@ -643,7 +734,6 @@ fn missing_permissions_are_named() {
     let s = settings(15);
     for (path, permission) in [
         ("/topapi/v2/department/listsub", "qyapi_get_department_list"),
-        ("/topapi/v2/department/get", "qyapi_get_department_list"),
         ("/topapi/v2/user/list", "qyapi_get_department_member"),
     ] {
         let mut env = FakeEnv::new();
@@ -666,8 +756,9 @@ fn outside_the_contact_scope_is_a_clear_failure() {
     let s = settings(15);
     let mut env = FakeEnv::new();
     let org = fake(&mut env, Org::sample());
+    // The root answers 50004 while /auth/scopes says the whole org is authorised.
     org.borrow_mut().inject(
-        "/topapi/v2/department/get",
+        "/topapi/v2/department/listsub",
         0,
         r#"{"errcode":50004,"errmsg":"企业部门不在授权范围"}"#,
     );
@@ -941,6 +1032,7 @@ fn restart_abandons_the_pass_without_deactivating() {
         &mut env,
         &s,
         &StepRequest {
+            ack: Some(partial.cursor.clone()),
             restart: true,
             ..StepRequest::default()
         },
@@ -1010,7 +1102,7 @@ fn a_missing_root_never_empties_the_directory() {
     // DingTalk wrongly says the root department does not exist, twice.
     for nth in [5, 6] {
         org.borrow_mut().inject(
-            "/topapi/v2/department/get",
+            "/topapi/v2/department/listsub",
             nth,
             r#"{"errcode":60003,"errmsg":"部门不存在"}"#,
         );
@@ -1078,4 +1170,520 @@ fn a_checkpoint_with_counters_past_known_still_ends_its_step() {
         .insert(format!("sync:{CORP}:born"), 1i64.to_le_bytes().to_vec());
     // The step ends (it used to spin here forever); whatever it answers, it answers.
     let _ = step(&mut env, &s, "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real DingTalk (issue 10 items 2–5, issue 12)
+
+fn ids_of(batches: &[SyncBatch]) -> Vec<String> {
+    let mut ids: Vec<String> = members(batches).into_iter().map(|m| m.userid).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn restricted_members_are_listed_and_never_flap() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let mut o = Org::sample();
+    o.restricted.insert("c".into());
+    let org = fake(&mut env, o);
+    let pass1 = run_pass(&mut env, &s);
+    assert_complete(&pass1, &org.borrow());
+    assert!(env
+        .requests
+        .iter()
+        .filter(|r| path_of(r) == "/topapi/v2/user/list")
+        .all(|r| body_of(r)["contain_access_limit"] == json!(true)));
+    // A restriction switched on between passes: still listed, nobody to confirm or deactivate.
+    org.borrow_mut().restricted.insert("b".into());
+    let pass2 = run_pass(&mut env, &s);
+    assert_complete(&pass2, &org.borrow());
+    assert!(changes(&pass2).is_empty(), "{:?}", changes(&pass2));
+    assert_eq!(env.calls_to("/topapi/v2/user/get"), 0);
+}
+
+#[test]
+fn a_member_leaving_mid_walk_deactivates_only_them() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    // Pass 2 lists departments 1–4 with one page each, then department 5 (e1..e5) in pages
+    // of 2. e1 leaves right after the first page of department 5: the offset cursor then skips
+    // e3 (now at offset 1), which used to deactivate e3 at the end of the pass.
+    let pass1_calls = env.calls_to("/topapi/v2/user/list");
+    org.borrow_mut().leave_after_list = vec![(pass1_calls + 5, "e1".into())];
+    let pass2 = run_pass(&mut env, &s);
+    assert!(org.borrow().users.iter().all(|u| u.id != "e1"), "e1 left");
+    assert!(changes(&pass2).is_empty(), "{:?}", changes(&pass2));
+    // e3, skipped by the shifted page, was confirmed with user/get and reported as present.
+    assert_eq!(
+        ids_of(&pass2).len(),
+        10,
+        "e1 was read before leaving, e3 after the pass"
+    );
+    assert!(ids_of(&pass2).contains(&"e3".to_string()));
+    assert_eq!(
+        env.calls_to("/topapi/v2/user/get"),
+        1,
+        "only e3 was confirmed"
+    );
+    // Pass 3: e1 is absent and confirmed departed; everybody else stays active.
+    let pass3 = run_pass(&mut env, &s);
+    assert_eq!(
+        changes(&pass3),
+        vec![DirectoryChange::MemberDeactivated {
+            corp_id: CORP.into(),
+            userid: "e1".into()
+        }]
+    );
+    assert_complete(&pass3, &org.borrow());
+    assert_eq!(env.calls_to("/topapi/v2/user/get"), 2);
+    let pass4 = run_pass(&mut env, &s);
+    assert!(changes(&pass4).is_empty());
+    assert_complete(&pass4, &org.borrow());
+}
+
+#[test]
+fn calls_are_at_the_floor_with_no_departures() {
+    let s = settings(20);
+    let mut env = FakeEnv::new();
+    let mut o = Org::sample();
+    o.page = 100;
+    o.depts
+        .extend((10..40).map(|i| (i, 2 + i % 4, format!("D{i}"))));
+    o.users.extend((0..730).map(|i| {
+        let mut m = u(&format!("m{i:03}"), &[10 + (i % 30) as i64]);
+        if i % 7 == 0 {
+            m.depts.push(2);
+            m.leads = vec![2];
+        }
+        m
+    }));
+    // Everybody in department 2 and its first members: > 100 members there.
+    let org = fake(&mut env, o);
+    for pass in 1..=2 {
+        let before = env.requests.len();
+        let batches = run_pass(&mut env, &s);
+        assert_complete(&batches, &org.borrow());
+        let calls = env.requests[before..]
+            .iter()
+            .filter(|r| path_of(r) != crate::testing::TOKEN_PATH)
+            .count();
+        let o = org.borrow();
+        let minimum: usize = o
+            .depts
+            .iter()
+            .map(|d| {
+                1 + o
+                    .users
+                    .iter()
+                    .filter(|u| u.depts.contains(&d.0))
+                    .count()
+                    .div_ceil(100)
+                    .max(1)
+            })
+            .sum();
+        assert_eq!(
+            calls as f64 / minimum as f64,
+            1.0,
+            "pass {pass}: {calls} calls for a minimum of {minimum}"
+        );
+    }
+}
+
+#[test]
+fn a_partial_scope_walks_the_authorised_subtrees_and_users() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let mut o = Org::sample();
+    o.scope = Some(vec![2]);
+    o.authed_users = vec!["b".into()];
+    let org = fake(&mut env, o);
+    let pass1 = run_pass(&mut env, &s);
+    let mut depts: Vec<(i64, Option<i64>)> = pass1
+        .iter()
+        .flat_map(|b| b.departments.iter().map(|d| (d.dept_id, d.parent_id)))
+        .collect();
+    depts.sort_unstable();
+    assert_eq!(depts, vec![(2, None), (4, Some(2)), (5, Some(2))]);
+    assert_eq!(
+        ids_of(&pass1),
+        vec!["a", "b", "c", "d", "e1", "e2", "e3", "e4", "e5"],
+        "the boss (department 1 only) is outside the scope; b is authorised by name"
+    );
+    assert_eq!(
+        visible_scope(&mut env, CORP).unwrap(),
+        Some(AuthScopes {
+            authed_dept: vec![2],
+            authed_user: vec!["b".into()]
+        })
+    );
+    // Second pass: the scope is known, so no listsub(1); nothing changes, nobody is deactivated
+    // (d's department 3 is outside the scope, yet d stays).
+    let listsub_root = |env: &FakeEnv| {
+        env.requests
+            .iter()
+            .filter(|r| {
+                path_of(r) == "/topapi/v2/department/listsub" && body_of(r)["dept_id"] == json!(1)
+            })
+            .count()
+    };
+    assert_eq!(listsub_root(&env), 1);
+    let pass2 = run_pass(&mut env, &s);
+    assert_eq!(listsub_root(&env), 1);
+    assert!(changes(&pass2).is_empty(), "{:?}", changes(&pass2));
+    // The scope grows back to the whole org: the next pass walks from the root again.
+    org.borrow_mut().scope = None;
+    org.borrow_mut().authed_users.clear();
+    let pass3 = run_pass(&mut env, &s);
+    assert_complete(&pass3, &org.borrow());
+}
+
+#[test]
+fn answers_without_data_are_retried_never_empty_departments() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    {
+        let mut o = org.borrow_mut();
+        let listed = 0; // relative injection below
+        let _ = listed;
+        o.inject(
+            "/topapi/v2/user/list",
+            9,
+            r#"{"errcode":0,"errmsg":"ok","result":{"has_more":false}}"#,
+        );
+        o.inject(
+            "/topapi/v2/department/listsub",
+            6,
+            r#"{"errcode":0,"errmsg":"ok"}"#,
+        );
+    }
+    let mut pass = vec![];
+    let mut errors = 0;
+    while !pass.last().is_some_and(|b: &SyncBatch| b.progress.complete) {
+        match step(&mut env, &s, "") {
+            Ok(b) => {
+                env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+                pass.push(b);
+            }
+            Err(f) => {
+                assert_eq!(f.code, "dingtalk_unavailable", "{f:?}");
+                errors += 1;
+            }
+        }
+        assert!(pass.len() + errors < 50);
+    }
+    assert!(org.borrow().inject.is_empty(), "both were answered");
+    assert_complete(&pass, &org.borrow());
+    assert!(changes(&pass).is_empty(), "{:?}", changes(&pass));
+    assert_eq!(env.calls_to("/topapi/v2/user/get"), 0);
+}
+
+#[test]
+fn a_batch_is_delivered_until_acknowledged() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let org = fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    org.borrow_mut().users.retain(|u| u.id != "b");
+    // Step pass 2 to its end, acknowledging each batch, but not the last one.
+    let mut ack = checkpoint_token(&mut env);
+    let last = loop {
+        let b = step_with(
+            &mut env,
+            &s,
+            &StepRequest {
+                ack: Some(ack.clone()),
+                ..StepRequest::default()
+            },
+        )
+        .unwrap();
+        if b.progress.complete {
+            break b;
+        }
+        ack = b.cursor.clone();
+    };
+    let deactivated = DirectoryChange::MemberDeactivated {
+        corp_id: CORP.into(),
+        userid: "b".into(),
+    };
+    assert_eq!(last.changes, vec![deactivated.clone()]);
+    // The platform did not acknowledge it: no ack, or the ack before it, gets it again.
+    for again in [None, Some(ack.clone()), None] {
+        let b = step_with(
+            &mut env,
+            &s,
+            &StepRequest {
+                ack: again,
+                ..StepRequest::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(b.changes, vec![deactivated.clone()]);
+        assert!(b.progress.complete);
+        assert_eq!(b.progress.pass, 2);
+    }
+    // Acknowledged: the next step starts pass 3 and never repeats it.
+    let cursor = {
+        let b = step_with(&mut env, &s, &StepRequest::default()).unwrap();
+        b.cursor
+    };
+    let next = step_with(
+        &mut env,
+        &s,
+        &StepRequest {
+            ack: Some(cursor),
+            ..StepRequest::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(next.progress.pass, 3);
+    assert!(next.changes.is_empty());
+    // The mirror has every member but b.
+    assert!(env
+        .kv
+        .contains_key(&crate::directory::mirror::key(CORP, "a")));
+    assert!(!env
+        .kv
+        .contains_key(&crate::directory::mirror::key(CORP, "b")));
+}
+
+fn checkpoint_token(env: &mut FakeEnv) -> String {
+    let ck = load_checkpoint(env, &Keys { corp: CORP.into() }).unwrap();
+    token(&ck.cur)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key-value faults in the sync bookkeeping (issue 13 fault matrix)
+
+/// How the i-th key-value operation fails.
+#[derive(Clone, Copy, Debug)]
+enum KvFault {
+    /// Not applied; an error at once.
+    Down,
+    /// Applied, then an error (the reply was lost).
+    Timeout,
+}
+
+/// A [`FakeEnv`] whose `target`-th key-value operation (1-based, counted from creation) fails.
+struct FailingKv<'a> {
+    inner: &'a mut FakeEnv,
+    ops: &'a Cell<u64>,
+    target: u64,
+    kind: KvFault,
+}
+
+impl FailingKv<'_> {
+    fn op<T>(&mut self, f: impl FnOnce(&mut FakeEnv) -> Result<T, KvError>) -> Result<T, KvError> {
+        self.ops.set(self.ops.get() + 1);
+        if self.ops.get() != self.target {
+            return f(self.inner);
+        }
+        match self.kind {
+            KvFault::Down => Err(KvError("store down".into())),
+            KvFault::Timeout => {
+                f(self.inner)?;
+                Err(KvError("timeout".into()))
+            }
+        }
+    }
+}
+
+impl Env for FailingKv<'_> {
+    fn now_ms(&self) -> u64 {
+        self.inner.now
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.inner.http(request)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.op(|e| e.kv_get(key))
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.op(|e| e.kv_set(key, value))
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.op(|e| e.kv_delete(key))
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.op(|e| e.kv_increment(key, delta))
+    }
+    fn log(&mut self, line: &str) {
+        self.inner.log(line)
+    }
+}
+
+/// One pass as a platform drives it over HTTP: it acknowledges every batch it received, and
+/// after a failed step asks again with the same ack. Returns the batches received.
+fn platform_pass(
+    env: &mut FakeEnv,
+    s: &Settings,
+    ack: &mut Option<String>,
+    fault: Option<(u64, KvFault)>,
+) -> Vec<SyncBatch> {
+    let ops = Cell::new(0);
+    let mut out = vec![];
+    for _ in 0..300 {
+        let request = StepRequest {
+            ack: ack.clone(),
+            ..StepRequest::default()
+        };
+        let result = match fault {
+            Some((target, kind)) => step_with(
+                &mut FailingKv {
+                    inner: env,
+                    ops: &ops,
+                    target,
+                    kind,
+                },
+                s,
+                &request,
+            ),
+            None => step_with(env, s, &request),
+        };
+        match result {
+            Ok(b) => {
+                env.now += u64::from(b.retry_after_ms.unwrap_or(0));
+                *ack = Some(b.cursor.clone());
+                let done = b.progress.complete;
+                out.push(b);
+                if done {
+                    return out;
+                }
+            }
+            // A step that failed (say, its lease is left unreleased) may block the next for the
+            // lease time.
+            Err(_) => env.now += 2 * lease::LEASE_MS,
+        }
+    }
+    panic!("the pass never completed");
+}
+
+#[test]
+fn a_kv_operation_failing_once_loses_and_duplicates_nothing() {
+    let s = settings(15);
+    // How many key-value operations a fault-free second pass makes.
+    let total = {
+        let mut env = FakeEnv::new();
+        let org = fake(&mut env, Org::sample());
+        let mut ack = None;
+        platform_pass(&mut env, &s, &mut ack, None);
+        org.borrow_mut().users.retain(|u| u.id != "b");
+        let ops = Cell::new(0);
+        let mut counting = FailingKv {
+            inner: &mut env,
+            ops: &ops,
+            target: 0,
+            kind: KvFault::Down,
+        };
+        let mut ack2 = ack.clone();
+        loop {
+            let b = step_with(
+                &mut counting,
+                &s,
+                &StepRequest {
+                    ack: ack2.clone(),
+                    ..StepRequest::default()
+                },
+            )
+            .unwrap();
+            ack2 = Some(b.cursor.clone());
+            if b.progress.complete {
+                break;
+            }
+        }
+        ops.get()
+    };
+    assert!(total > 50, "{total} operations");
+    for target in 1..=total {
+        for kind in [KvFault::Down, KvFault::Timeout] {
+            let mut env = FakeEnv::new();
+            let org = fake(&mut env, Org::sample());
+            let mut ack = None;
+            platform_pass(&mut env, &s, &mut ack, None);
+            {
+                let mut o = org.borrow_mut();
+                o.users.retain(|u| u.id != "b");
+                o.users.iter_mut().find(|u| u.id == "a").unwrap().depts = vec![5];
+            }
+            let pass2 = platform_pass(&mut env, &s, &mut ack, Some((target, kind)));
+            let what = format!("op {target}/{total} {kind:?}");
+            assert_complete(&pass2, &org.borrow());
+            let mut all = changes(&pass2);
+            all.sort_by_key(|c| format!("{c:?}"));
+            assert_eq!(
+                all,
+                vec![
+                    DirectoryChange::MemberDeactivated {
+                        corp_id: CORP.into(),
+                        userid: "b".into()
+                    },
+                    DirectoryChange::MemberMoved {
+                        corp_id: CORP.into(),
+                        userid: "a".into(),
+                        added_dept_ids: vec![5],
+                        removed_dept_ids: vec![2, 4],
+                    },
+                ],
+                "{what}"
+            );
+            // The next pass works and has nothing new to say.
+            let pass3 = platform_pass(&mut env, &s, &mut ack, None);
+            assert_complete(&pass3, &org.borrow());
+            assert!(changes(&pass3).is_empty(), "{what}: {:?}", changes(&pass3));
+            // The mirror ends right: everyone but b.
+            let mirrored: Vec<String> = env
+                .kv
+                .keys()
+                .filter_map(|k| k.strip_prefix(&format!("dir:{CORP}:")).map(String::from))
+                .collect();
+            assert_eq!(mirrored.len(), 9, "{what}: {mirrored:?}");
+            assert!(!mirrored.contains(&"b".to_string()), "{what}");
+        }
+    }
+}
+
+#[test]
+fn an_idle_step_after_a_complete_pass_is_not_complete() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    fake(&mut env, Org::sample());
+    run_pass(&mut env, &s);
+    // Another instance holds the step when the platform asks for the next pass.
+    let _a = hold_lease(&mut env);
+    let mut watching = Instance::plain(&mut env, 0);
+    let heartbeat = _a.heartbeat_key();
+    watching.on_sleep = Box::new(move |e: &mut FakeEnv| {
+        lease::beat(e, &heartbeat).unwrap();
+    });
+    let ack = {
+        let ck = load_checkpoint(&mut watching, &Keys { corp: CORP.into() }).unwrap();
+        token(&ck.cur)
+    };
+    let b = step_with(
+        &mut watching,
+        &s,
+        &StepRequest {
+            ack: Some(ack.clone()),
+            ..StepRequest::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(b.retry_after_ms, Some(BUSY_RETRY_MS));
+    assert!(b.members.is_empty());
+    assert!(
+        !b.progress.complete,
+        "an empty batch must not end the platform's pass"
+    );
+    assert_eq!(b.cursor, ack, "the same cursor: nothing to acknowledge");
 }

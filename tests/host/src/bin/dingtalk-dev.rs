@@ -159,7 +159,12 @@ impl Launcher {
                 )
             }
             "/setup" => json_page("Set-up guide", self.api("GET", "/dingding/api/setup", "")),
-            "/sync" => json_page("Sync step", self.api("POST", "/dingding/api/sync", "{}")),
+            // `/sync?ack=<cursor of the batch shown last>`: the ack is mandatory after the
+            // first batch (without it the same batch comes again).
+            "/sync" => {
+                let body = serde_json::json!({ "ack": q.get("ack") }).to_string();
+                json_page("Sync step", self.api("POST", "/dingding/api/sync", &body))
+            }
             "/changes" => json_page(
                 "Change log",
                 self.api("GET", "/dingding/api/changes?after=0", ""),

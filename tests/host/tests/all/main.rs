@@ -26,3 +26,4 @@ mod scenarios;
 mod smoke;
 mod store_hardening;
 mod sync_10k;
+mod sync_real;

@@ -326,8 +326,10 @@ fn an_event_is_applied_once_across_instances() {
     }
 }
 
-/// A and B step the full sync at the same time: together they never exceed `sync_qps` DingTalk
-/// calls in any second, and every member is reported exactly once in the pass.
+/// The platform's sync steps land on A or B, whichever thread wins: together they never exceed
+/// `sync_qps` DingTalk calls in any second, and every member is reported exactly once in the
+/// pass. The platform is one consumer: each step acknowledges the last batch it applied (the ack
+/// is mandatory), so its steps follow one another; which instance serves each is a race.
 #[test]
 fn concurrent_sync_steps_respect_sync_qps_and_report_once() {
     const SYNC_QPS: usize = 5;
@@ -344,20 +346,29 @@ fn concurrent_sync_steps_respect_sync_qps_and_report_once() {
     c.sim.reset_calls();
     let done = AtomicBool::new(false);
     let reported: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // The platform's cursor; held while a step is in flight.
+    let cursor: Mutex<Value> = Mutex::new(Value::Null);
     let deadline = Instant::now() + Duration::from_secs(120);
     race(2, |i| {
         for _ in 0..400 {
             if done.load(Ordering::SeqCst) || Instant::now() > deadline {
                 return;
             }
+            let mut ack = cursor.lock().expect("lock");
+            if done.load(Ordering::SeqCst) {
+                return;
+            }
+            let body = serde_json::json!({ "ack": *ack }).to_string();
             let r = c.on(i).api(
                 "POST",
                 "/dingding/api/sync",
                 Some(PLATFORM_TOKEN),
-                Some("{}"),
+                Some(&body),
             );
             assert_eq!(r.status, 200, "sync step on instance {i}: {r}");
             let batch = r.json();
+            *ack = batch["cursor"].clone();
+            drop(ack);
             let mut seen = reported.lock().expect("lock");
             for m in batch["members"].as_array().into_iter().flatten() {
                 seen.push(m["userid"].as_str().expect("userid").to_string());
