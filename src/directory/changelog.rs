@@ -134,9 +134,23 @@ fn record_retaining(
     Ok(entry)
 }
 
-/// Whether position `seq` holds a change (or a void marker): its writer got that far.
+/// Whether position `seq` holds a change (not a void marker): its writer got that far.
 pub fn is_recorded(env: &mut dyn Env, seq: u64) -> Result<bool, Failure> {
-    Ok(env.kv_get(&entry_key(seq))?.is_some())
+    Ok(env.kv_get(&entry_key(seq))?.is_some_and(|b| b != VOID))
+}
+
+/// After [`reserve`] failed (a timeout may have applied it), voids the last `count` positions
+/// that hold nothing. Only for a writer that no other writer runs beside (the event queue's
+/// lease holder); also voids positions a dead earlier writer left, which is what readers need.
+pub fn void_unrecorded_tail(env: &mut dyn Env, count: usize) -> Result<(), Failure> {
+    let head = u64::try_from(env.kv_increment(SEQ_KEY, 0)?).unwrap_or(0);
+    let from = head.saturating_sub(count as u64) + 1;
+    for seq in from..=head {
+        if env.kv_get(&entry_key(seq))?.is_none() {
+            void(env, seq)?;
+        }
+    }
+    Ok(())
 }
 
 /// Marks a reserved position that will never hold a change, so readers pass it at once.
@@ -324,6 +338,7 @@ mod tests {
         // The owner of positions 2 and 3 gave them up: no grace period is waited out.
         void(&mut env, first + 1).unwrap();
         void(&mut env, first + 2).unwrap();
+        assert!(!is_recorded(&mut env, first + 1).unwrap());
         append(&mut env, vec![removed(4)]).unwrap();
         let p = read(&mut env, 0, 10).unwrap();
         assert_eq!((ids(&p), p.next_after), (vec![1, 4], 4));

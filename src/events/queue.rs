@@ -63,6 +63,8 @@ const MIN_CALL_MS: u64 = 100;
 const MAX_FAILURES: u32 = 20;
 
 const TAIL_KEY: &str = "evq:tail";
+/// What a slot given up by its writer holds: the drain passes it at once.
+const VOID_SLOT: &[u8] = b"{\"void\":true}";
 const HEAD_KEY: &str = "evq:head";
 
 /// What a queued event asks for, per id.
@@ -180,25 +182,41 @@ pub fn enqueue(
     let mut chunks = ids.chunks(CHUNK_IDS);
     let first = chunks.next().unwrap_or_default();
     // The record before the chunks, so a drain that gives the slot up knows what to delete.
-    kv::put_json(
-        env,
-        &slot_key(n),
-        &SlotRecord {
-            e: event_key.to_string(),
-            corp: corp.to_string(),
-            work,
-            ids: first.to_vec(),
-            total,
-            next: 0,
-            pending: None,
-            failures: 0,
-        },
-    )?;
-    for (c, chunk) in chunks.enumerate() {
-        kv::put_json(env, &chunk_key(n, c + 1), &chunk)?;
+    let record = SlotRecord {
+        e: event_key.to_string(),
+        corp: corp.to_string(),
+        work,
+        ids: first.to_vec(),
+        total,
+        next: 0,
+        pending: None,
+        failures: 0,
+    };
+    let written = kv::put_json(env, &slot_key(n), &record).and_then(|()| {
+        chunks
+            .enumerate()
+            .try_for_each(|(c, chunk)| kv::put_json(env, &chunk_key(n, c + 1), &chunk))
+    });
+    if let Err(e) = written {
+        // Unacknowledged: DingTalk re-delivers into a new slot. Void this one so the drain
+        // passes it at once instead of waiting for it.
+        let _ = env.kv_set(&slot_key(n), VOID_SLOT);
+        return Err(e.into());
     }
     let now = env.now_ms();
-    kv::put_expiring(env, event_key, &Marker::Queued { n }, now + STATE_TTL_MS)?;
+    let marker = Marker::Queued { n };
+    if let Err(e) = kv::put_expiring(env, event_key, &marker, now + STATE_TTL_MS) {
+        // A timeout may have applied it: then the event is queued, and DingTalk may have
+        // `success`. Otherwise void the slot, as above.
+        match kv::get_live::<Marker>(env, event_key) {
+            Ok(Some(m)) if m == marker => return Ok(Enqueued::Queued),
+            Ok(None) => {
+                let _ = env.kv_set(&slot_key(n), VOID_SLOT);
+            }
+            _ => {}
+        }
+        return Err(e.into());
+    }
     Ok(Enqueued::Queued)
 }
 
@@ -307,22 +325,21 @@ impl Lease {
         let mut lease = Lease { keys: Vec::new() };
         for w in first..=last {
             let key = format!("evq:lease:{w}");
-            match env.kv_increment(&key, 1) {
-                Ok(1) => {
+            match claim_window(env, &key) {
+                Ok(true) => {
                     // Old windows are no longer claimed by anyone.
                     if w == first && w >= 3 {
                         let _ = env.kv_delete(&format!("evq:lease:{}", w - 3));
                     }
                     lease.keys.push(key);
                 }
-                Ok(_) => {
-                    let _ = env.kv_increment(&key, -1);
+                Ok(false) => {
                     lease.release(env);
                     return Ok(None);
                 }
                 Err(e) => {
                     lease.release(env);
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }
@@ -332,10 +349,38 @@ impl Lease {
     fn release(self, env: &mut dyn Env) {
         for key in &self.keys {
             if env.kv_increment(key, -1).is_err() {
-                env.log("event queue: could not release a drain lease; it ends with its window");
+                // A timeout may have applied it: look before giving it back again.
+                match env.kv_increment(key, 0) {
+                    Ok(1) if env.kv_increment(key, -1).is_ok() => {}
+                    Ok(0) => {}
+                    _ => env.log(
+                        "event queue: could not release a drain lease; it ends with its window",
+                    ),
+                }
             }
         }
     }
+}
+
+/// Claims one lease window: `increment` gives 1 to exactly one claimant; a loser gives its
+/// increment back. When the store fails the increment, a look at the counter tells whether it
+/// was applied (1: this claim holds it), so a store timeout does not block the window.
+fn claim_window(env: &mut dyn Env, key: &str) -> Result<bool, Failure> {
+    let claimed = match env.kv_increment(key, 1) {
+        Ok(n) => n,
+        Err(_) => match env.kv_increment(key, 0)? {
+            1 => return Ok(true),
+            0 => env.kv_increment(key, 1)?,
+            _ => return Ok(false),
+        },
+    };
+    if claimed == 1 {
+        return Ok(true);
+    }
+    if env.kv_increment(key, -1).is_err() {
+        env.log("event queue: could not give back a lease claim; the window ends by itself");
+    }
+    Ok(false)
 }
 
 /// Why a held drain stopped.
@@ -451,6 +496,10 @@ fn drain_slot(
             }
             return Ok(Step::Paused);
         }
+        Some(bytes) if bytes == VOID_SLOT => {
+            env.kv_delete(&slot_key(n))?;
+            return Ok(Step::Finished);
+        }
         Some(bytes) => match serde_json::from_slice::<SlotRecord>(&bytes) {
             Ok(r) => r,
             Err(_) => {
@@ -565,13 +614,27 @@ fn drain_slot(
             return Ok(Step::Paused); // out of time before the first call
         }
         if !items.is_empty() {
-            let seq = changelog::reserve(env, items.len())?;
+            let seq = match changelog::reserve(env, items.len()) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    // The lease holder is the log's only writer: void what a timeout reserved.
+                    let _ = changelog::void_unrecorded_tail(env, items.len());
+                    return Err(e);
+                }
+            };
             record.pending = Some(Reserved {
                 seq,
                 items: items.iter().map(|(offset, _)| *offset).collect(),
                 span,
             });
-            kv::put_json(env, &slot_key(n), &record)?;
+            if let Err(e) = kv::put_json(env, &slot_key(n), &record) {
+                // Not noted (or noted by a timeout that applied it): void the positions, so
+                // readers need not wait for them; a drain that finds the note redoes the batch.
+                for j in 0..record.pending.as_ref().map_or(0, |p| p.items.len()) {
+                    let _ = changelog::void(env, seq + j as u64);
+                }
+                return Err(e.into());
+            }
             let at_ms = env.now_ms();
             for (j, (_, change)) in items.into_iter().enumerate() {
                 apply_to_mirror(env, &change)?;
