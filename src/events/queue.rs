@@ -131,6 +131,19 @@ enum Marker {
     Done,
 }
 
+/// A marker with its expiry, registered once with the sweep when the event is queued: marking
+/// it done later rewrites the value only (one write, not three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct StampedMarker {
+    exp: u64,
+    m: Marker,
+}
+
+fn load_marker(env: &mut dyn Env, event_key: &str) -> Result<Option<StampedMarker>, Failure> {
+    let now = env.now_ms();
+    Ok(kv::get_json::<StampedMarker>(env, event_key)?.filter(|s| s.exp > now))
+}
+
 fn slot_key(n: u64) -> String {
     format!("evq:{n}")
 }
@@ -154,7 +167,7 @@ pub enum Enqueued {
 
 /// Whether the event under `event_key` is already queued or applied (one read).
 pub fn is_known(env: &mut dyn Env, event_key: &str) -> Result<bool, Failure> {
-    Ok(kv::get_live::<Marker>(env, event_key)?.is_some())
+    Ok(load_marker(env, event_key)?.is_some())
 }
 
 /// Queues `ids` of one event for `work` in `corp`, unless the event is already queued or
@@ -204,12 +217,22 @@ pub fn enqueue(
         return Err(e.into());
     }
     let now = env.now_ms();
-    let marker = Marker::Queued { n };
-    if let Err(e) = kv::put_expiring(env, event_key, &marker, now + STATE_TTL_MS) {
+    let marker = StampedMarker {
+        exp: now + STATE_TTL_MS,
+        m: Marker::Queued { n },
+    };
+    let marked = kv::put_json(env, event_key, &marker)
+        .and_then(|()| kv::register_expiry(env, event_key, marker.exp));
+    if let Err(e) = marked {
         // A timeout may have applied it: then the event is queued, and DingTalk may have
         // `success`. Otherwise void the slot, as above.
-        match kv::get_live::<Marker>(env, event_key) {
-            Ok(Some(m)) if m == marker => return Ok(Enqueued::Queued),
+        match load_marker(env, event_key) {
+            Ok(Some(m)) if m == marker => {
+                if kv::register_expiry(env, event_key, marker.exp).is_err() {
+                    env.log("event queue: a marker may outlive its expiry (not registered)");
+                }
+                return Ok(Enqueued::Queued);
+            }
             Ok(None) => {
                 let _ = env.kv_set(&slot_key(n), VOID_SLOT);
             }
@@ -268,8 +291,8 @@ pub fn drain_deferred(
     let until = start + budget.time_ms.min(LEASE_WINDOW_MS - LEASE_MARGIN_MS);
     let mut drained = Drained::default();
     let mut apps: Option<Vec<CorpApp>> = None;
+    let (mut head, mut tail) = (read_head(env)?, read_tail(env)?);
     loop {
-        let (head, tail) = (read_head(env)?, read_tail(env)?);
         if head >= tail {
             drained.more = false;
             return Ok(drained);
@@ -287,18 +310,25 @@ pub fn drain_deferred(
             env,
             settings,
             &mut apps,
-            head,
+            (head, tail),
             until,
             budget.max_changes,
             &mut drained,
         );
         lease.release(env);
-        if held? == Held::Paused {
+        let (stopped, drained_to) = held?;
+        if stopped == Held::Paused {
             drained.more = true;
             return Ok(drained);
         }
         // The queue was empty while held. Look again after releasing: an event queued while
         // the lease was held found it taken and left its slot to us.
+        tail = read_tail(env)?;
+        head = if tail > drained_to {
+            read_head(env)?
+        } else {
+            drained_to
+        };
     }
 }
 
@@ -392,26 +422,24 @@ enum Held {
     Paused,
 }
 
-/// Drains slots after `head` while the lease and budget last.
+/// Drains slots after `head` while the lease and budget last; returns why it stopped and the
+/// last slot drained.
 fn drain_held(
     env: &mut dyn Env,
     settings: &Settings,
     apps: &mut Option<Vec<CorpApp>>,
-    mut head: u64,
+    (mut head, tail): (u64, u64),
     until: u64,
     max_changes: usize,
     drained: &mut Drained,
-) -> Result<Held, Failure> {
-    let mut tail = read_tail(env)?;
+) -> Result<(Held, u64), Failure> {
     loop {
+        // Slots queued meanwhile are seen by the caller's look after releasing.
         if head >= tail {
-            tail = read_tail(env)?;
-            if head >= tail {
-                return Ok(Held::Empty);
-            }
+            return Ok((Held::Empty, head));
         }
         if env.now_ms() >= until || drained.changes.len() >= max_changes {
-            return Ok(Held::Paused);
+            return Ok((Held::Paused, head));
         }
         let n = head + 1;
         match drain_slot(env, settings, apps, n, until, max_changes, drained)? {
@@ -419,7 +447,7 @@ fn drain_held(
                 env.kv_set(HEAD_KEY, n.to_string().as_bytes())?;
                 head = n;
             }
-            Step::Paused => return Ok(Held::Paused),
+            Step::Paused => return Ok((Held::Paused, head)),
         }
     }
 }
@@ -510,7 +538,9 @@ fn drain_slot(
         },
     };
     let mut record = record;
-    match kv::get_live::<Marker>(env, &record.e)? {
+    let marker = load_marker(env, &record.e)?;
+    let exp = marker.map_or(0, |m| m.exp);
+    match marker.map(|m| m.m) {
         Some(Marker::Queued { n: owner }) if owner == n => {}
         Some(_) => {
             // Another slot holds this event (a concurrent duplicate delivery), or it is done.
@@ -534,7 +564,7 @@ fn drain_slot(
     };
     let Some(app) = apps.iter().find(|a| a.corp_id == record.corp).cloned() else {
         env.log("event queue: an event for a corp no longer served; dropped");
-        finish(env, n, &record)?;
+        finish(env, n, &record, exp)?;
         return Ok(Step::Finished);
     };
 
@@ -650,14 +680,18 @@ fn drain_slot(
             kv::put_json(env, &slot_key(n), &record)?;
         }
     }
-    finish(env, n, &record)?;
+    finish(env, n, &record, exp)?;
     Ok(Step::Finished)
 }
 
-/// Marks the event done (re-deliveries are answered from it) and removes its slot.
-fn finish(env: &mut dyn Env, n: u64, record: &SlotRecord) -> Result<(), Failure> {
-    let now = env.now_ms();
-    kv::put_expiring(env, &record.e, &Marker::Done, now + STATE_TTL_MS)?;
+/// Marks the event done (re-deliveries are answered from it, until the queued marker's expiry,
+/// which the sweep already knows) and removes its slot.
+fn finish(env: &mut dyn Env, n: u64, record: &SlotRecord, exp: u64) -> Result<(), Failure> {
+    let done = StampedMarker {
+        exp,
+        m: Marker::Done,
+    };
+    kv::put_json(env, &record.e, &done)?;
     remove_slot(env, n, record)
 }
 
