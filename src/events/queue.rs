@@ -187,10 +187,24 @@ pub fn enqueue(
     if is_known(env, event_key)? {
         return Ok(Enqueued::Duplicate);
     }
-    let n = u64::try_from(env.kv_increment(TAIL_KEY, 1)?)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(Failure::storage)?;
+    let n = match env.kv_increment(TAIL_KEY, 1) {
+        Ok(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(Failure::storage)?,
+        Err(e) => {
+            // A timeout may have taken slot `tail` for us: void it if nothing is there, so the
+            // drain passes it at once instead of holding every later event for the grace period.
+            // (Were it another enqueuer's slot between its increment and its write, that write
+            // replaces the void; only a drain passing in that millisecond would miss it.)
+            if let Ok(Ok(t)) = env.kv_increment(TAIL_KEY, 0).map(u64::try_from) {
+                if t > 0 && matches!(env.kv_get(&slot_key(t)), Ok(None)) {
+                    let _ = env.kv_set(&slot_key(t), VOID_SLOT);
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let total = u32::try_from(ids.len()).map_err(|_| Failure::storage())?;
     let mut chunks = ids.chunks(CHUNK_IDS);
     let first = chunks.next().unwrap_or_default();
@@ -443,9 +457,16 @@ fn drain_held(
         }
         let n = head + 1;
         match drain_slot(env, settings, apps, n, until, max_changes, drained)? {
-            Step::Finished => {
+            Step::Finished(leftovers) => {
                 env.kv_set(HEAD_KEY, n.to_string().as_bytes())?;
                 head = n;
+                for key in leftovers {
+                    if env.kv_delete(&key).is_err() {
+                        env.log(&format!(
+                            "event queue: could not delete a finished slot's key ({key})"
+                        ));
+                    }
+                }
             }
             Step::Paused => return Ok((Held::Paused, head)),
         }
@@ -453,7 +474,9 @@ fn drain_held(
 }
 
 enum Step {
-    Finished,
+    /// Done with the slot: the keys to delete once the head has moved past it (so a failed
+    /// head write leaves a slot the next drain recognises as done, never a hole).
+    Finished(Vec<String>),
     Paused,
 }
 
@@ -470,14 +493,13 @@ fn gap_expired(env: &mut dyn Env, n: u64) -> Result<bool, Failure> {
     }
 }
 
-/// Deletes slot `n` and its chunks.
-fn remove_slot(env: &mut dyn Env, n: u64, record: &SlotRecord) -> Result<(), Failure> {
+/// The keys of slot `n`: its chunks and its record.
+fn slot_keys(n: u64, record: &SlotRecord) -> Vec<String> {
     let chunks = (record.total as usize).div_ceil(CHUNK_IDS);
-    for c in 1..chunks {
-        env.kv_delete(&chunk_key(n, c))?;
-    }
-    env.kv_delete(&slot_key(n))?;
-    Ok(())
+    (1..chunks)
+        .map(|c| chunk_key(n, c))
+        .chain(std::iter::once(slot_key(n)))
+        .collect()
 }
 
 /// The ids of items `from..from+len` (within one chunk).
@@ -520,20 +542,18 @@ fn drain_slot(
             // died: DingTalk got no `success` then, and re-delivers the event.
             if gap_expired(env, n)? {
                 env.log(&format!("event queue: slot {n} was never written; skipped"));
-                return Ok(Step::Finished);
+                return Ok(Step::Finished(Vec::new()));
             }
             return Ok(Step::Paused);
         }
         Some(bytes) if bytes == VOID_SLOT => {
-            env.kv_delete(&slot_key(n))?;
-            return Ok(Step::Finished);
+            return Ok(Step::Finished(vec![slot_key(n)]));
         }
         Some(bytes) => match serde_json::from_slice::<SlotRecord>(&bytes) {
             Ok(r) => r,
             Err(_) => {
                 env.log(&format!("event queue: slot {n} is unreadable; skipped"));
-                env.kv_delete(&slot_key(n))?;
-                return Ok(Step::Finished);
+                return Ok(Step::Finished(vec![slot_key(n)]));
             }
         },
     };
@@ -544,8 +564,7 @@ fn drain_slot(
         Some(Marker::Queued { n: owner }) if owner == n => {}
         Some(_) => {
             // Another slot holds this event (a concurrent duplicate delivery), or it is done.
-            remove_slot(env, n, &record)?;
-            return Ok(Step::Finished);
+            return Ok(Step::Finished(slot_keys(n, &record)));
         }
         None => {
             if !gap_expired(env, n)? {
@@ -554,8 +573,7 @@ fn drain_slot(
             env.log(&format!(
                 "event queue: slot {n} was never acknowledged; skipped (DingTalk re-delivers it)"
             ));
-            remove_slot(env, n, &record)?;
-            return Ok(Step::Finished);
+            return Ok(Step::Finished(slot_keys(n, &record)));
         }
     }
     let apps = match apps {
@@ -564,8 +582,8 @@ fn drain_slot(
     };
     let Some(app) = apps.iter().find(|a| a.corp_id == record.corp).cloned() else {
         env.log("event queue: an event for a corp no longer served; dropped");
-        finish(env, n, &record, exp)?;
-        return Ok(Step::Finished);
+        finish(env, &record, exp)?;
+        return Ok(Step::Finished(slot_keys(n, &record)));
     };
 
     // A batch interrupted after its positions were noted: keep what was written, void the rest.
@@ -680,19 +698,19 @@ fn drain_slot(
             kv::put_json(env, &slot_key(n), &record)?;
         }
     }
-    finish(env, n, &record, exp)?;
-    Ok(Step::Finished)
+    finish(env, &record, exp)?;
+    Ok(Step::Finished(slot_keys(n, &record)))
 }
 
-/// Marks the event done (re-deliveries are answered from it, until the queued marker's expiry,
-/// which the sweep already knows) and removes its slot.
-fn finish(env: &mut dyn Env, n: u64, record: &SlotRecord, exp: u64) -> Result<(), Failure> {
+/// Marks the event done: re-deliveries are answered from it (until the queued marker's expiry,
+/// which the sweep already knows), and a slot still holding it is passed.
+fn finish(env: &mut dyn Env, record: &SlotRecord, exp: u64) -> Result<(), Failure> {
     let done = StampedMarker {
         exp,
         m: Marker::Done,
     };
     kv::put_json(env, &record.e, &done)?;
-    remove_slot(env, n, record)
+    Ok(())
 }
 
 /// Keeps the directory mirror in step with a recorded change (written before the entry, so an
