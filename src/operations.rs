@@ -262,13 +262,17 @@ pub fn run(
         }
         Operation::SetupGuide => Answer::Guide(Box::new(crate::setup::guide(env, settings))),
         Operation::SyncStep(request) => {
+            drain_events(env, settings);
             Answer::SyncBatch(Box::new(crate::sync::step_with(env, settings, &request)?))
         }
-        Operation::Changes { after, limit } => Answer::Changes(changelog::read(
-            env,
-            after,
-            limit.min(MAX_CHANGES_PER_PAGE),
-        )?),
+        Operation::Changes { after, limit } => {
+            drain_events(env, settings);
+            Answer::Changes(changelog::read(
+                env,
+                after,
+                limit.min(MAX_CHANGES_PER_PAGE),
+            )?)
+        }
         Operation::CreateTodo(spec) => {
             Answer::Todo(crate::notify::create_todo(env, settings, &spec)?)
         }
@@ -300,6 +304,16 @@ pub fn run(
             Answer::BindingConfirmed
         }
     })
+}
+
+/// Records queued events' changes first (bounded, `events::queue`), so a read or a sync step
+/// sees them; a failure here never fails the operation (the queue keeps its work).
+fn drain_events(env: &mut dyn Env, settings: &Settings) {
+    if let Err(f) =
+        crate::events::drain_deferred(env, settings, crate::events::DrainBudget::PLATFORM)
+    {
+        env.log(&format!("event queue: drain deferred ({})", f.code));
+    }
 }
 
 /// A list of setting issues as platform-API JSON.

@@ -78,6 +78,15 @@ pub fn body_of(request: &HttpRequest) -> Value {
     serde_json::from_slice(&request.body).unwrap_or(Value::Null)
 }
 
+/// How an injected key-value fault fails one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvFault {
+    /// The store is down: nothing is applied, the operation fails.
+    Down,
+    /// A timeout: the operation is applied, then reported as failed.
+    Timeout,
+}
+
 /// A deterministic environment.
 pub struct FakeEnv {
     /// Current time, Unix ms.
@@ -90,6 +99,12 @@ pub struct FakeEnv {
     pub logs: Vec<String>,
     /// Answers outgoing requests (by default: the scripted fake DingTalk).
     pub responder: Responder,
+    /// How long each outgoing request takes (the clock moves on by this much per call).
+    pub http_latency_ms: u64,
+    /// Key-value operations made so far (get, set, delete, increment).
+    pub kv_ops: u64,
+    /// Fails the key-value operation with this index (counted by [`FakeEnv::kv_ops`]) once.
+    pub kv_fault: Option<(u64, KvFault)>,
     script: Rc<RefCell<Script>>,
     counter: u8,
 }
@@ -105,6 +120,9 @@ impl FakeEnv {
             requests: Vec::new(),
             logs: Vec::new(),
             responder: Box::new(move |r| Ok(s.borrow_mut().answer(r))),
+            http_latency_ms: 0,
+            kv_ops: 0,
+            kv_fault: None,
             script,
             counter: 0,
         }
@@ -178,6 +196,33 @@ impl FakeEnv {
     }
 }
 
+impl FakeEnv {
+    /// The fault for the key-value operation about to run, if it is the armed one.
+    fn kv_fault_now(&mut self) -> Option<KvFault> {
+        let index = self.kv_ops;
+        self.kv_ops += 1;
+        match self.kv_fault {
+            Some((at, fault)) if at == index => {
+                self.kv_fault = None;
+                Some(fault)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs one key-value operation under the armed fault, if any.
+    fn kv_op<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T, KvError>) -> Result<T, KvError> {
+        match self.kv_fault_now() {
+            Some(KvFault::Down) => Err(KvError("injected: store down".into())),
+            Some(KvFault::Timeout) => {
+                let _ = op(self);
+                Err(KvError("injected: timeout".into()))
+            }
+            None => op(self),
+        }
+    }
+}
+
 impl Default for FakeEnv {
     fn default() -> Self {
         Self::new()
@@ -205,6 +250,7 @@ impl Env for FakeEnv {
     }
     fn http(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let result = (self.responder)(&request);
+        self.now += self.http_latency_ms;
         self.requests.push(request);
         result
     }
@@ -212,25 +258,31 @@ impl Env for FakeEnv {
         self.now += ms;
     }
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.kv.get(key).cloned())
+        self.kv_op(|e| Ok(e.kv.get(key).cloned()))
     }
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.kv.insert(key.to_string(), value.to_vec());
-        Ok(())
+        self.kv_op(|e| {
+            e.kv.insert(key.to_string(), value.to_vec());
+            Ok(())
+        })
     }
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
-        self.kv.remove(key);
-        Ok(())
+        self.kv_op(|e| {
+            e.kv.remove(key);
+            Ok(())
+        })
     }
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
-        let current = match self.kv.get(key) {
-            None => 0,
-            Some(b) if b.len() == 8 => i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
-            Some(_) => return Err(KvError("not a counter".into())),
-        };
-        let next = current + delta;
-        self.kv.insert(key.to_string(), next.to_le_bytes().to_vec());
-        Ok(next)
+        self.kv_op(|e| {
+            let current = match e.kv.get(key) {
+                None => 0,
+                Some(b) if b.len() == 8 => i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
+                Some(_) => return Err(KvError("not a counter".into())),
+            };
+            let next = current + delta;
+            e.kv.insert(key.to_string(), next.to_le_bytes().to_vec());
+            Ok(next)
+        })
     }
     fn log(&mut self, line: &str) {
         self.logs.push(line.to_string());

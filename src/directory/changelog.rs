@@ -13,6 +13,13 @@
 //! saw it missing; once it has been missing for [`GAP_GRACE_MS`] (10 s) readers skip it. A write
 //! that lands later than that is not delivered to readers already past it.
 //!
+//! **Idempotent writers.** A writer that must not record a change twice (the deferred event
+//! queue, `events::queue`) takes positions with [`reserve`], notes them in its own record, then
+//! writes each with [`record`]. After a crash or a store fault it checks which of its positions
+//! are written ([`is_recorded`]), keeps those, and marks the others [`void`]: a void position is
+//! skipped by readers at once, without the grace period, so a reserved-but-unused position
+//! blocks nobody once its owner has looked again.
+//!
 //! **Retention.** The log keeps the last [`RETAINED`] (100,000) positions: appending position `s`
 //! deletes entry `s - 100,000`. A cursor older than that resumes at the oldest kept entry; the
 //! platform sees the jump in `seq` (then a full-sync pass re-reports everything).
@@ -47,6 +54,9 @@ pub struct ChangePage {
     pub next_after: u64,
 }
 
+/// What a void position holds: readers skip it at once.
+const VOID: &[u8] = b"{\"void\":true}";
+
 fn entry_key(seq: u64) -> String {
     format!("change:{seq}")
 }
@@ -56,6 +66,7 @@ fn gap_key(seq: u64) -> String {
 }
 
 /// Appends `changes` in order and returns them with their positions.
+#[cfg(test)]
 pub fn append(
     env: &mut dyn Env,
     changes: Vec<DirectoryChange>,
@@ -63,6 +74,7 @@ pub fn append(
     append_retaining(env, changes, RETAINED)
 }
 
+#[cfg(test)]
 fn append_retaining(
     env: &mut dyn Env,
     changes: Vec<DirectoryChange>,
@@ -73,23 +85,78 @@ fn append_retaining(
         return Ok(out);
     }
     // One increment reserves every position of the batch (still unique and increasing across
-    // instances): a large event costs one store round trip less per change.
-    let count = i64::try_from(changes.len()).map_err(|_| Failure::storage())?;
-    let last = env.kv_increment(SEQ_KEY, count)?;
-    let first = u64::try_from(last - count + 1)
-        .ok()
-        .filter(|s| *s > 0)
-        .ok_or_else(Failure::storage)?;
+    // instances): a large batch costs one store round trip less per change.
+    let first = reserve(env, changes.len())?;
     let at_ms = env.now_ms();
     for (seq, change) in (first..).zip(changes) {
-        let entry = SequencedChange { seq, at_ms, change };
-        kv::put_json(env, &entry_key(seq), &entry)?;
-        if seq > retained {
-            env.kv_delete(&entry_key(seq - retained))?;
-        }
-        out.push(entry);
+        out.push(record_retaining(env, seq, at_ms, change, retained)?);
     }
     Ok(out)
+}
+
+/// Reserves `count` consecutive positions (one `increment`) and returns the first. Positions are
+/// unique and increasing across instances; each must then be [`record`]ed or made [`void`].
+pub fn reserve(env: &mut dyn Env, count: usize) -> Result<u64, Failure> {
+    let count = i64::try_from(count)
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or_else(Failure::storage)?;
+    let last = env.kv_increment(SEQ_KEY, count)?;
+    u64::try_from(last - count + 1)
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(Failure::storage)
+}
+
+/// Writes `change` at the reserved position `seq` (writing it again is harmless) and prunes the
+/// entry that falls out of retention.
+pub fn record(
+    env: &mut dyn Env,
+    seq: u64,
+    at_ms: u64,
+    change: DirectoryChange,
+) -> Result<SequencedChange, Failure> {
+    record_retaining(env, seq, at_ms, change, RETAINED)
+}
+
+fn record_retaining(
+    env: &mut dyn Env,
+    seq: u64,
+    at_ms: u64,
+    change: DirectoryChange,
+    retained: u64,
+) -> Result<SequencedChange, Failure> {
+    let entry = SequencedChange { seq, at_ms, change };
+    kv::put_json(env, &entry_key(seq), &entry)?;
+    if seq > retained {
+        env.kv_delete(&entry_key(seq - retained))?;
+    }
+    Ok(entry)
+}
+
+/// Whether position `seq` holds a change (not a void marker): its writer got that far.
+pub fn is_recorded(env: &mut dyn Env, seq: u64) -> Result<bool, Failure> {
+    Ok(env.kv_get(&entry_key(seq))?.is_some_and(|b| b != VOID))
+}
+
+/// After [`reserve`] failed (a timeout may have applied it), voids the last `count` positions
+/// that hold nothing. Only for a writer that no other writer runs beside (the event queue's
+/// lease holder); also voids positions a dead earlier writer left, which is what readers need.
+pub fn void_unrecorded_tail(env: &mut dyn Env, count: usize) -> Result<(), Failure> {
+    let head = u64::try_from(env.kv_increment(SEQ_KEY, 0)?).unwrap_or(0);
+    let from = head.saturating_sub(count as u64) + 1;
+    for seq in from..=head {
+        if env.kv_get(&entry_key(seq))?.is_none() {
+            void(env, seq)?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks a reserved position that will never hold a change, so readers pass it at once.
+pub fn void(env: &mut dyn Env, seq: u64) -> Result<(), Failure> {
+    env.kv_set(&entry_key(seq), VOID)?;
+    Ok(())
 }
 
 /// Reads changes after `after`, at most `limit` (0: 100; at most 1000), skipping entries pruned
@@ -100,6 +167,7 @@ pub fn read(env: &mut dyn Env, after: u64, limit: u32) -> Result<ChangePage, Fai
 
 enum Slot {
     Entry(Box<SequencedChange>),
+    Void,
     Unreadable,
     Missing,
 }
@@ -107,6 +175,7 @@ enum Slot {
 fn load(env: &mut dyn Env, seq: u64) -> Result<Slot, Failure> {
     Ok(match env.kv_get(&entry_key(seq))? {
         None => Slot::Missing,
+        Some(bytes) if bytes == VOID => Slot::Void,
         Some(bytes) => match serde_json::from_slice::<SequencedChange>(&bytes) {
             Ok(e) if e.seq == seq => Slot::Entry(Box::new(e)),
             _ => Slot::Unreadable,
@@ -152,6 +221,7 @@ fn read_retaining(
     while seq <= head && page.changes.len() < limit {
         match load(env, seq)? {
             Slot::Entry(e) => page.changes.push(*e),
+            Slot::Void => {}
             Slot::Unreadable => env.log(&format!("change log: entry {seq} is unreadable; skipped")),
             Slot::Missing => {
                 if !gap_expired(env, seq)? {
@@ -255,6 +325,23 @@ mod tests {
         env.now += 100;
         let p = read(&mut env, 0, 10).unwrap();
         assert_eq!(ids(&p), vec![1, 2]);
+    }
+
+    #[test]
+    fn void_positions_are_passed_at_once() {
+        let mut env = FakeEnv::new();
+        let first = reserve(&mut env, 3).unwrap();
+        let now = env.now;
+        record(&mut env, first, now, removed(1)).unwrap();
+        assert!(is_recorded(&mut env, first).unwrap());
+        assert!(!is_recorded(&mut env, first + 1).unwrap());
+        // The owner of positions 2 and 3 gave them up: no grace period is waited out.
+        void(&mut env, first + 1).unwrap();
+        void(&mut env, first + 2).unwrap();
+        assert!(!is_recorded(&mut env, first + 1).unwrap());
+        append(&mut env, vec![removed(4)]).unwrap();
+        let p = read(&mut env, 0, 10).unwrap();
+        assert_eq!((ids(&p), p.next_after), (vec![1, 4], 4));
     }
 
     #[test]

@@ -171,6 +171,13 @@ impl CallbackCrypto {
         })
     }
 
+    /// The same crypto, accepting only `owner_keys` when decrypting (empty = any), without
+    /// deriving the AES key again.
+    pub fn with_owner_keys(mut self, owner_keys: Vec<String>) -> Self {
+        self.owner_keys = owner_keys;
+        self
+    }
+
     /// Lowercase hex SHA-1 of `token`, `timestamp`, `nonce` and `encrypt` sorted in byte order
     /// and concatenated (doc §8.5).
     pub fn signature(&self, timestamp: &str, nonce: &str, encrypt: &str) -> String {
@@ -340,7 +347,7 @@ fn strip_padding(data: &[u8]) -> Result<&[u8], CryptoError> {
 }
 
 /// Lowercase hex encoding.
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

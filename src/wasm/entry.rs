@@ -6,7 +6,7 @@
 
 use super::host::{load_settings, WasiEnv};
 use crate::env::Env;
-use crate::web::http::{read_limited, BodyRead, Request, MAX_BODY};
+use crate::web::http::{body_limit, read_limited, BodyRead, Request};
 use crate::web::router::{handle, Mode, Routed};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::StreamError;
@@ -14,9 +14,9 @@ use wasi::io::streams::StreamError;
 /// Bytes asked for per read of the request body.
 const READ_CHUNK: u64 = 16 * 1024;
 
-/// Reads the request body, stopping as soon as it is known to exceed `MAX_BODY`.
-fn read_body(request: IncomingRequest, declared: Option<u64>) -> BodyRead {
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+/// Reads the request body, stopping as soon as it is known to exceed `limit`.
+fn read_body(request: IncomingRequest, declared: Option<u64>, limit: usize) -> BodyRead {
+    if declared.is_some_and(|n| n > limit as u64) {
         return BodyRead::TooLarge;
     }
     let Ok(body) = request.consume() else {
@@ -33,7 +33,7 @@ fn read_body(request: IncomingRequest, declared: Option<u64>) -> BodyRead {
             Err(StreamError::Closed) => None,
             Err(StreamError::LastOperationFailed(_)) => Some(Err(())),
         },
-        MAX_BODY,
+        limit,
     )
 }
 
@@ -61,12 +61,15 @@ async fn handle_request(req: IncomingRequest, out: ResponseOutparam) {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    let read = read_body(req, declared);
+    let limit = body_limit(target.split('?').next().unwrap_or(""));
+    let read = read_body(req, declared, limit);
     let (body, early) = match read {
         BodyRead::Complete(body) => (body, None),
         BodyRead::TooLarge => (
             Vec::new(),
-            Some(Routed::json_failure(crate::web::router::body_too_large())),
+            Some(Routed::json_failure(crate::web::router::body_too_large(
+                limit,
+            ))),
         ),
         BodyRead::Failed => (
             Vec::new(),

@@ -218,8 +218,9 @@ impl routes::Guest for Plugin {
             request.headers,
             request.body,
         );
-        let routed = if req.body.len() > crate::web::http::MAX_BODY {
-            Routed::json_failure(crate::web::router::body_too_large())
+        let limit = crate::web::http::body_limit(&req.path);
+        let routed = if req.body.len() > limit {
+            Routed::json_failure(crate::web::router::body_too_large(limit))
         } else {
             crate::web::router::handle(&mut env, &raw, &req, Mode::Typed)
         };

@@ -83,7 +83,9 @@ fn body_is_empty(request: &Request) -> bool {
 /// The body as `T`. The error says where the JSON is wrong, never what was sent.
 fn body_json<T: DeserializeOwned>(request: &Request, expected: &str) -> Result<T, Failure> {
     if request.body.len() > MAX_BODY {
-        return Err(crate::web::router::body_too_large());
+        return Err(crate::web::router::body_too_large(
+            crate::web::http::MAX_BODY,
+        ));
     }
     let body: &[u8] = if body_is_empty(request) {
         b"{}"

@@ -7,7 +7,7 @@ use crate::failure::Failure;
 use crate::login::{admin_sso, handoff, inapp, qr, LoginResult, LoginStep};
 use crate::model::{CorpOption, Identity, SequencedChange, Via};
 use crate::settings::{RawSettings, Settings};
-use crate::web::http::{Request, Response, MAX_BODY};
+use crate::web::http::{Request, Response, MAX_EVENT_BODY};
 use crate::web::pages;
 
 /// Who is asking: the HTTP export (hand-off by ticket) or a typed call (identity returned).
@@ -200,13 +200,13 @@ fn corp_param(request: &Request) -> Option<String> {
     request.param("corpId").or_else(|| request.param("corpid"))
 }
 
-/// The answer to a body over [`MAX_BODY`].
-pub fn body_too_large() -> Failure {
+/// The answer to a body over the route's `limit` (`MAX_BODY`, or [`MAX_EVENT_BODY`] for R6).
+pub fn body_too_large(limit: usize) -> Failure {
     Failure::new(
         413,
         "body_too_large",
-        format!("The request body is larger than {} KiB.", MAX_BODY / 1024),
-        format!("请求体超过 {} KiB。", MAX_BODY / 1024),
+        format!("The request body is larger than {} KiB.", limit / 1024),
+        format!("请求体超过 {} KiB。", limit / 1024),
     )
 }
 
@@ -330,8 +330,8 @@ fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult
 /// R6: parses an event push, hands it to [`crate::events::apply::receive`] and answers with the
 /// encrypted `success` (or a JSON failure).
 pub(crate) fn events(env: &mut dyn Env, settings: &Settings, request: &Request) -> Routed {
-    if request.body.len() > MAX_BODY {
-        return Routed::json_failure(body_too_large());
+    if request.body.len() > MAX_EVENT_BODY {
+        return Routed::json_failure(body_too_large(MAX_EVENT_BODY));
     }
     let push = EventPush {
         signature: request

@@ -151,7 +151,7 @@ fn typed_handle_refuses_a_body_over_the_limit() {
         method: "POST".into(),
         path_with_query: "/dingding/events?signature=x&timestamp=1&nonce=n".into(),
         headers: vec![],
-        body: vec![b'x'; 64 * 1024 + 1],
+        body: vec![b'x'; 512 * 1024 + 1], // R6 takes up to 512 KiB (10,000 ids)
     };
     let routed = host.handle(&list, &request).expect("routes.handle");
     assert_eq!(routed.response.status, 413);

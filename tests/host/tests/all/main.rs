@@ -16,6 +16,7 @@ macro_rules! on_both_targets {
 }
 
 mod artifact;
+mod events_real;
 mod fault_matrix;
 mod flows;
 mod hardening;

@@ -1,0 +1,146 @@
+//! A native timing breakdown of the event path (issue 12), stage by stage, on the in-memory
+//! [`FakeEnv`]. Not a unit test: run it on demand, optimised, with
+//! `CARGO_PROFILE_RELEASE_LTO=false cargo test --release -p dingtalk-plugin --lib event_path_profile -- --ignored --nocapture`.
+
+use crate::env::Env;
+use crate::events::crypto::CallbackCrypto;
+use crate::events::parse::parse_event;
+use crate::settings::tests::sample_raw;
+use crate::settings::Settings;
+use crate::testing::FakeEnv;
+use crate::web::http::Request;
+use crate::web::router::{self, Mode};
+use serde_json::json;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// A counting wrapper: how many key-value operations one event costs.
+struct Counting<'a> {
+    inner: &'a mut FakeEnv,
+    ops: u64,
+}
+
+impl Env for Counting<'_> {
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn http(
+        &mut self,
+        request: crate::env::HttpRequest,
+    ) -> Result<crate::env::HttpResponse, crate::env::TransportError> {
+        self.inner.http(request)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, crate::env::KvError> {
+        self.ops += 1;
+        self.inner.kv_get(key)
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), crate::env::KvError> {
+        self.ops += 1;
+        self.inner.kv_set(key, value)
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), crate::env::KvError> {
+        self.ops += 1;
+        self.inner.kv_delete(key)
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, crate::env::KvError> {
+        self.ops += 1;
+        self.inner.kv_increment(key, delta)
+    }
+    fn log(&mut self, line: &str) {
+        self.inner.log(line)
+    }
+}
+
+fn per_op(label: &str, n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let started = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    let us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("{label:<48} {us:>9.2} µs");
+    us
+}
+
+#[test]
+#[ignore = "a timing breakdown, run on demand with --release"]
+fn event_path_profile() {
+    const N: usize = 5_000;
+    let raw = sample_raw();
+    let settings = Settings::parse(&raw).unwrap();
+    let keys = settings.events.as_ref().unwrap();
+    let crypto = CallbackCrypto::new(keys.token.expose(), keys.aes_key.expose(), vec![]).unwrap();
+    let now = FakeEnv::new().now;
+    let ts = now.to_string();
+    let mut requests = Vec::with_capacity(N);
+    let mut encrypts = Vec::with_capacity(N);
+    let mut plains = Vec::with_capacity(N);
+    for i in 0..N {
+        let plain = format!(
+            r#"{{"EventType":"user_leave_org","TimeStamp":"{now}","UserId":["gone{i}"],"CorpId":"dingcorp123"}}"#
+        );
+        let enc = crypto.encrypt(&plain, b"0123456789abcdef", "dingappkey123");
+        let nonce = format!("n{i:07}");
+        let sig = crypto.signature(&ts, &nonce, &enc);
+        requests.push(Request::new(
+            "POST",
+            &format!("/dingding/events?msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
+            vec![("content-type".into(), "application/json".into())],
+            json!({ "encrypt": enc }).to_string().into_bytes(),
+        ));
+        encrypts.push((enc, nonce, sig));
+        plains.push(plain);
+    }
+
+    println!("event path, {N} distinct user_leave_org events, per event:");
+    let mut env = FakeEnv::new();
+    let mut counted = Counting {
+        inner: &mut env,
+        ops: 0,
+    };
+    let total = per_op("whole request (router::handle, settings parse)", N, |i| {
+        let r = router::handle(&mut counted, &raw, &requests[i], Mode::Http);
+        assert_eq!(r.response.status, 200);
+    });
+    println!(
+        "{:<48} {:>9.1}",
+        "key-value operations per event",
+        counted.ops as f64 / N as f64
+    );
+    println!(
+        "{:<48} {:>9.0} events/s",
+        "throughput (native, in-memory store)",
+        1e6 / total
+    );
+    per_op("  settings parse", N, |_| {
+        black_box(Settings::parse(black_box(&raw)).unwrap());
+    });
+    per_op("  CallbackCrypto::new (base64 of the AES key)", N, |_| {
+        black_box(CallbackCrypto::new(keys.token.expose(), keys.aes_key.expose(), vec![]).unwrap());
+    });
+    per_op("  signature (SHA-1) verify", N, |i| {
+        let (enc, nonce, sig) = &encrypts[i];
+        crypto.verify_signature(sig, &ts, nonce, enc).unwrap();
+    });
+    per_op("  body JSON parse", N, |i| {
+        black_box(serde_json::from_slice::<serde_json::Value>(&requests[i].body).unwrap());
+    });
+    per_op("  AES decrypt (base64 + CBC)", N, |i| {
+        black_box(crypto.decrypt_parts(&encrypts[i].0).unwrap());
+    });
+    per_op("  event JSON parse", N, |i| {
+        black_box(parse_event(&plains[i]).unwrap());
+    });
+    per_op("  success reply (encrypt + sign + JSON)", N, |_| {
+        black_box(crypto.success_reply(b"0123456789abcdef", "dingappkey123", &ts, "nonce"));
+    });
+    per_op("  reply JSON serialise", N, |_| {
+        let v = crypto.success_reply(b"0123456789abcdef", "dingappkey123", &ts, "nonce");
+        black_box(serde_json::to_vec(&v).unwrap());
+    });
+}
