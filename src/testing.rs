@@ -88,6 +88,8 @@ pub struct FakeEnv {
     pub requests: Vec<HttpRequest>,
     /// Log lines.
     pub logs: Vec<String>,
+    /// Every key-value operation, in order: (`get`, `set`, `delete` or `increment`, key).
+    pub kv_ops: Vec<(&'static str, String)>,
     /// Answers outgoing requests (by default: the scripted fake DingTalk).
     pub responder: Responder,
     script: Rc<RefCell<Script>>,
@@ -104,6 +106,7 @@ impl FakeEnv {
             kv: BTreeMap::new(),
             requests: Vec::new(),
             logs: Vec::new(),
+            kv_ops: Vec::new(),
             responder: Box::new(move |r| Ok(s.borrow_mut().answer(r))),
             script,
             counter: 0,
@@ -162,6 +165,11 @@ impl FakeEnv {
         self.responder = Box::new(f);
     }
 
+    /// How many key-value writes (`set`, `delete`, `increment`) were made so far.
+    pub fn kv_writes(&self) -> usize {
+        self.kv_ops.iter().filter(|(op, _)| *op != "get").count()
+    }
+
     /// Paths (no query) of the requests made so far.
     pub fn paths(&self) -> Vec<String> {
         self.requests
@@ -212,17 +220,21 @@ impl Env for FakeEnv {
         self.now += ms;
     }
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.kv_ops.push(("get", key.to_string()));
         Ok(self.kv.get(key).cloned())
     }
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.kv_ops.push(("set", key.to_string()));
         self.kv.insert(key.to_string(), value.to_vec());
         Ok(())
     }
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.kv_ops.push(("delete", key.to_string()));
         self.kv.remove(key);
         Ok(())
     }
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.kv_ops.push(("increment", key.to_string()));
         let current = match self.kv.get(key) {
             None => 0,
             Some(b) if b.len() == 8 => i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),

@@ -26,7 +26,7 @@ pub enum Outcome {
     None,
     /// A person signed in.
     SignedIn(Box<Identity>),
-    /// The person was offered a choice of organisations.
+    /// The person was offered the organisations to sign in to (R5's picker, commercial edition).
     CorpChoice(Vec<CorpOption>),
     /// An event recorded directory changes.
     DirectoryChanged(Vec<SequencedChange>),
@@ -180,11 +180,7 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
             }
         }
     };
-    // Opportunistic clean-up of expired tickets, states and claims; never fails the request.
-    if let Err(e) = crate::kv::sweep(env) {
-        env.log(&format!("sweep skipped: {e}"));
-    }
-    match route {
+    let routed = match route {
         Route::LoginComplete => Routed::plain(pages::login_complete_page(&settings)),
         Route::Events => events(env, &settings, request),
         Route::Api => crate::web::platform_api::handle(env, &settings, request),
@@ -192,6 +188,26 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
             let result = sign_in(env, &settings, login_route, request);
             login(env, &settings, mode, result)
         }
+    };
+    if writes(route, request) {
+        // A bounded slice of the clean-up of expired tickets, states and claims, only after
+        // requests that write (never on the JSAPI page or a read); never fails the request.
+        if let Err(e) = crate::kv::sweep(env) {
+            env.log(&format!("sweep skipped: {e}"));
+        }
+    }
+    routed
+}
+
+/// Whether a request may write to the key-value store, and so pays a slice of the sweep: code
+/// exchanges, QR starts and callbacks, events, and the platform API's non-GET calls.
+fn writes(route: Route, request: &Request) -> bool {
+    match route {
+        Route::InappMobile | Route::InappPc | Route::AdminSso => request.param("code").is_some(),
+        Route::QrStart | Route::QrCallback | Route::Events => true,
+        Route::Api => request.method != "GET" && request.method != "HEAD",
+        // The default landing page, and any read-only route added later.
+        _ => false,
     }
 }
 
@@ -245,31 +261,18 @@ fn sign_in(env: &mut dyn Env, settings: &Settings, route: Route, request: &Reque
             qr::start(env, settings, parsed)
         }
         _ => {
-            let binding_cookie = request.cookie(qr::BINDING_COOKIE);
-            match request.param("choice") {
-                Some(choice_id) => {
-                    let parsed = qr::ChoiceRequest {
-                        choice_id,
-                        corp_id: request.param("corp").unwrap_or_default(),
-                        binding_cookie,
-                    };
-                    qr::choose(env, settings, parsed)
-                }
-                None => {
-                    let parsed = qr::CallbackRequest {
-                        state: request.param("state"),
-                        code: request.param("authCode").or_else(|| request.param("code")),
-                        error: request.param("error"),
-                        binding_cookie,
-                    };
-                    qr::callback(env, settings, parsed)
-                }
-            }
+            let parsed = qr::CallbackRequest {
+                state: request.param("state"),
+                code: request.param("authCode").or_else(|| request.param("code")),
+                error: request.param("error"),
+                binding_cookie: request.cookie(qr::BINDING_COOKIE),
+            };
+            qr::callback(env, settings, parsed)
         }
     }
 }
 
-/// Renders where a login flow ended: a page, a redirect, the corp choice, or the hand-off of a
+/// Renders where a login flow ended: a page, a redirect, the organisation picker, or the hand-off of a
 /// signed-in identity (a ticket and a redirect over HTTP, the identity itself when typed).
 fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult) -> Routed {
     let step = match result {
@@ -294,11 +297,11 @@ fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult
             location,
             set_cookie,
         } => Routed::plain(Response::redirect(302, &location).header("set-cookie", &set_cookie)),
-        LoginStep::ChooseCorp { choice_id, options } => Routed {
-            response: pages::corp_choice_page(&choice_id, &options),
+        LoginStep::PickCorp { options, return_to } => Routed {
+            response: pages::corp_picker_page(&options, return_to.as_deref()),
             outcome: Outcome::CorpChoice(options),
         },
-        LoginStep::SignedIn(identity) => match mode {
+        LoginStep::SignedIn(identity, slot) => match mode {
             Mode::Typed => Routed {
                 response: Response::redirect(
                     302,
@@ -306,7 +309,7 @@ fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult
                 ),
                 outcome: Outcome::SignedIn(identity),
             },
-            Mode::Http => match handoff::mint_ticket(env, &identity) {
+            Mode::Http => match handoff::mint_ticket(env, slot, &identity) {
                 Ok(ticket) => {
                     env.log(&format!(
                         "signed in via {:?}: corp {} (ticket issued)",
