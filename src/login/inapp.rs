@@ -249,4 +249,65 @@ mod tests {
         assert!(matches!(step, LoginStep::JsapiPage { retry: true, .. }));
         assert_eq!(env.calls_to("/topapi/v2/user/getuserinfo"), 1);
     }
+
+    #[test]
+    fn a_bound_corps_first_inapp_login_needs_sms_binding_too() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let mut s = sample();
+        s.edition = crate::settings::Edition::Commercial;
+        crate::kv::put_json(
+            &mut env,
+            "corp:dingB",
+            &json!({"corp_id": "dingB", "corp_name": "乙", "agent_id": "2",
+                "app_key": "dingappkeyB", "app_secret": "app-secret-of-b-123", "sso_secret": null}),
+        )
+        .unwrap();
+        let request_b = |env: &mut FakeEnv, s: &Settings| {
+            let b = s.clone();
+            let page = sign_in(
+                env,
+                &b,
+                InappRequest {
+                    corp_id: Some("dingB".into()),
+                    ..InappRequest::default()
+                },
+                Via::InappMobile,
+            )
+            .unwrap();
+            let cookie = page_cookie(&page);
+            sign_in(
+                env,
+                &b,
+                InappRequest {
+                    corp_id: Some("dingB".into()),
+                    code: Some("code1".into()),
+                    return_to: None,
+                    page_cookie: Some(cookie),
+                },
+                Via::InappMobile,
+            )
+        };
+        let off = request_b(&mut env, &s).unwrap_err();
+        assert_eq!((off.status, off.code.as_str()), (403, "sms_required"));
+        s.sms_enabled = true;
+        let Ok(LoginStep::SignedIn(identity, _)) = request_b(&mut env, &s) else {
+            panic!("signed in");
+        };
+        assert!(identity.requires_sms_binding);
+        crate::login::confirm_binding(&mut env, "dingB", "u1").unwrap();
+        let Ok(LoginStep::SignedIn(identity, _)) = request_b(&mut env, &s) else {
+            panic!("signed in");
+        };
+        assert!(!identity.requires_sms_binding);
+        // The configured corp never needs it.
+        let page = sign_in(&mut env, &s, request(None, None), Via::InappMobile).unwrap();
+        let step = sign_in(
+            &mut env,
+            &s,
+            request(Some("c2"), Some(page_cookie(&page))),
+            Via::InappPc,
+        );
+        assert!(matches!(step, Ok(LoginStep::SignedIn(ref i, _)) if !i.requires_sms_binding));
+    }
 }

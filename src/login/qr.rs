@@ -392,4 +392,182 @@ mod tests {
         let (renewed, _) = started(&mut env, &s, Some(issued.clone()));
         assert_ne!(renewed, issued);
     }
+
+    /// Commercial settings with SMS ready and corp `dingB` bound (its record as `corps` stores it).
+    fn commercial_with_b(env: &mut FakeEnv) -> Settings {
+        let mut s = sample();
+        s.qr_login_enabled = true;
+        s.edition = Edition::Commercial;
+        s.sms_enabled = true;
+        kv::put_json(
+            env,
+            "corp:dingB",
+            &serde_json::json!({"corp_id": "dingB", "corp_name": "乙公司", "agent_id": "2",
+                "app_key": "dingappkeyB", "app_secret": "app-secret-of-b-123", "sso_secret": null}),
+        )
+        .unwrap();
+        env.kv_increment("corps:n", 1).unwrap();
+        env.kv_set("corps:slot:1", b"dingB").unwrap();
+        s
+    }
+
+    fn script_b(env: &mut FakeEnv) {
+        use serde_json::json;
+        env.answer(
+            "/v1.0/oauth2/userAccessToken",
+            json!({"accessToken": "ut", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/contact/users/me",
+            json!({"unionId": "unB", "nick": "S"}),
+        );
+        env.answer(
+            "/topapi/user/getbyunionid",
+            json!({"errcode": 0, "result": {"contact_type": 0, "userid": "solo"}}),
+        );
+        env.answer(
+            "/topapi/v2/user/get",
+            json!({"errcode": 0, "result": {"userid": "solo", "name": "独行", "dept_id_list": [1]}}),
+        );
+    }
+
+    fn state_of(location: &str) -> String {
+        location
+            .split("state=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn commercial_without_corp_is_the_picker_and_self_use_goes_straight_on() {
+        let mut env = FakeEnv::new();
+        let s = commercial_with_b(&mut env);
+        let step = start(&mut env, &s, StartRequest::default()).unwrap();
+        let LoginStep::PickCorp { options, .. } = step else {
+            panic!("the picker: {step:?}");
+        };
+        let ids: Vec<&str> = options.iter().map(|o| o.corp_id.as_str()).collect();
+        assert_eq!(ids, ["dingcorp123", "dingB"]);
+        assert_eq!(options[1].corp_name, "乙公司");
+        let mut self_use = s.clone();
+        self_use.edition = Edition::SelfUse;
+        assert!(matches!(
+            start(&mut env, &self_use, StartRequest::default()),
+            Ok(LoginStep::ToDingTalk { .. })
+        ));
+    }
+
+    #[test]
+    fn a_bound_corps_member_signs_in_through_that_corps_app_and_state() {
+        let mut env = FakeEnv::new();
+        let s = commercial_with_b(&mut env);
+        script_b(&mut env);
+        let login = |env: &mut FakeEnv| {
+            let req = StartRequest {
+                corp_id: Some("dingB".into()),
+                ..StartRequest::default()
+            };
+            let Ok(LoginStep::ToDingTalk {
+                location,
+                set_cookie,
+            }) = start(env, &s, req)
+            else {
+                panic!("expected a redirect");
+            };
+            assert!(
+                location.contains("client_id=dingappkeyB") && location.contains("corpId=dingB")
+            );
+            let cookie = set_cookie[BINDING_COOKIE.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            let cb = CallbackRequest {
+                state: Some(state_of(&location)),
+                code: Some("code1".into()),
+                error: None,
+                binding_cookie: Some(cookie),
+            };
+            match callback(env, &s, cb) {
+                Ok(LoginStep::SignedIn(identity, _)) => identity,
+                other => panic!("signed in: {other:?}"),
+            }
+        };
+        let first = login(&mut env);
+        assert_eq!(
+            (
+                first.corp_id.as_str(),
+                first.userid.as_str(),
+                first.unionid.as_str()
+            ),
+            ("dingB", "solo", "unB")
+        );
+        assert!(
+            first.requires_sms_binding,
+            "a first binding of a bound corp's member"
+        );
+        // One corp asked, through B's app: its token, never a search across corps.
+        assert_eq!(env.calls_to("/topapi/user/getbyunionid"), 1);
+        let token_bodies: Vec<serde_json::Value> = env
+            .requests
+            .iter()
+            .filter(|r| crate::testing::path_of(r) == crate::testing::TOKEN_PATH)
+            .map(crate::testing::body_of)
+            .collect();
+        assert!(
+            token_bodies.iter().all(|b| b["appKey"] == "dingappkeyB"),
+            "{token_bodies:?}"
+        );
+        crate::login::confirm_binding(&mut env, "dingB", "solo").unwrap();
+        assert!(
+            !login(&mut env).requires_sms_binding,
+            "bound before: no SMS"
+        );
+        assert_eq!(
+            env.calls_to("/topapi/v2/user/get"),
+            1,
+            "the second profile is mirrored"
+        );
+    }
+
+    #[test]
+    fn a_state_names_its_corp_and_is_refused_once_the_corp_is_unbound() {
+        let mut env = FakeEnv::new();
+        let s = commercial_with_b(&mut env);
+        script_b(&mut env);
+        let req = StartRequest {
+            corp_id: Some("dingB".into()),
+            ..StartRequest::default()
+        };
+        let Ok(LoginStep::ToDingTalk {
+            location,
+            set_cookie,
+        }) = start(&mut env, &s, req)
+        else {
+            panic!("expected a redirect");
+        };
+        let cookie = set_cookie[BINDING_COOKIE.len() + 1..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        env.kv_delete("corp:dingB").unwrap();
+        let cb = CallbackRequest {
+            state: Some(state_of(&location)),
+            code: Some("code1".into()),
+            error: None,
+            binding_cookie: Some(cookie),
+        };
+        let err = callback(&mut env, &s, cb).unwrap_err();
+        assert_eq!((err.status, err.code.as_str()), (403, "corp_not_bound"));
+        assert!(
+            env.requests.is_empty(),
+            "no DingTalk call: {:?}",
+            env.paths()
+        );
+    }
 }

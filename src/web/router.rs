@@ -435,4 +435,276 @@ mod tests {
         );
         assert_eq!(route_of(&req("/")), None);
     }
+
+    // ---- Logins at the floor (issue 12): DingTalk calls and key-value work per warm login.
+
+    use crate::testing::FakeEnv;
+    use serde_json::json;
+
+    const BEARER: &str = "platform-token-0123456789abcdef0123";
+
+    fn get(path: &str, cookie: Option<&str>) -> Request {
+        let headers = cookie
+            .map(|c| vec![("cookie".to_string(), c.to_string())])
+            .unwrap_or_default();
+        Request::new("GET", path, headers, vec![])
+    }
+
+    fn set_cookie_pair(r: &Routed) -> String {
+        let line = r.response.get_header("set-cookie").expect("a cookie");
+        line.split(';').next().unwrap().to_string()
+    }
+
+    fn location(r: &Routed) -> String {
+        r.response
+            .get_header("location")
+            .expect("a redirect")
+            .to_string()
+    }
+
+    fn redeem(env: &mut FakeEnv, raw: &RawSettings, landing: &str) -> Identity {
+        let ticket = landing
+            .split("ticket=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let body = json!({ "ticket": ticket }).to_string();
+        let headers = vec![("authorization".to_string(), format!("Bearer {BEARER}"))];
+        let r = handle(
+            env,
+            raw,
+            &Request::new(
+                "POST",
+                "/dingding/api/tickets/redeem",
+                headers,
+                body.into_bytes(),
+            ),
+            Mode::Http,
+        );
+        assert_eq!(
+            r.response.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&r.response.body)
+        );
+        serde_json::from_slice(&r.response.body).unwrap()
+    }
+
+    /// The fake DingTalk of one corp where u1 is a sub-admin (sys_level 2) and the boss.
+    fn script(env: &mut FakeEnv) {
+        env.answer(
+            "/topapi/v2/user/getuserinfo",
+            json!({"errcode": 0, "result": {"userid": "u1", "unionid": "un1", "name": "张三", "sys": true, "sys_level": 2}}),
+        );
+        env.answer(
+            "/topapi/v2/user/get",
+            json!({"errcode": 0, "result": {"userid": "u1", "unionid": "un1", "name": "张三", "dept_id_list": [1, 7], "org_email": "z@corp", "admin": true, "boss": true}}),
+        );
+        env.answer(
+            "/v1.0/oauth2/userAccessToken",
+            json!({"accessToken": "ut", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/contact/users/me",
+            json!({"unionId": "un1", "nick": "Z"}),
+        );
+        env.answer(
+            "/topapi/user/getbyunionid",
+            json!({"errcode": 0, "result": {"contact_type": 0, "userid": "u1"}}),
+        );
+        env.answer(
+            "/v1.0/oauth2/ssoAccessToken",
+            json!({"accessToken": "st", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/oauth2/ssoUserInfo",
+            json!({"corpId": "dingcorp123", "userId": "u1", "userName": "张三", "isAdmin": true}),
+        );
+    }
+
+    /// Starts counting: DingTalk calls and key-value operations from here on.
+    fn reset(env: &mut FakeEnv) {
+        // Let the sweep settle first, as it has in a store that has served for a while.
+        for _ in 0..100 {
+            let before = env.kv.clone();
+            crate::kv::sweep(env).unwrap();
+            if env.kv == before {
+                break;
+            }
+        }
+        env.requests.clear();
+        env.kv_ops.clear();
+    }
+
+    fn writes(env: &FakeEnv) -> Vec<String> {
+        env.kv_ops
+            .iter()
+            .filter(|(op, _)| *op != "get")
+            .map(|(op, key)| format!("{op} {}", key.split(':').next().unwrap_or("")))
+            .collect()
+    }
+
+    fn inapp(env: &mut FakeEnv, raw: &RawSettings) -> Identity {
+        let page_path = "/dingding/dingding_auth_corp?corpId=dingcorp123";
+        let page = handle(env, raw, &get(page_path, None), Mode::Http);
+        assert_eq!(page.response.status, 200);
+        let cookie = set_cookie_pair(&page);
+        let r = handle(
+            env,
+            raw,
+            &get(&format!("{page_path}&code=c1"), Some(&cookie)),
+            Mode::Http,
+        );
+        assert_eq!(
+            r.response.status,
+            302,
+            "{:?}",
+            String::from_utf8_lossy(&r.response.body)
+        );
+        redeem(env, raw, &location(&r))
+    }
+
+    #[test]
+    fn the_jsapi_page_touches_no_key_value_store() {
+        let mut env = FakeEnv::new();
+        let raw = crate::settings::tests::sample_raw();
+        let r = handle(
+            &mut env,
+            &raw,
+            &get("/dingding/dingding_auth_corp?corpId=dingcorp123", None),
+            Mode::Http,
+        );
+        assert_eq!(r.response.status, 200);
+        let r = handle(
+            &mut env,
+            &raw,
+            &get(
+                "/index.php?dingding/dd_client_callback&corpId=dingcorp123",
+                None,
+            ),
+            Mode::Http,
+        );
+        assert_eq!(r.response.status, 200);
+        assert!(env.kv_ops.is_empty(), "{:?}", env.kv_ops);
+        assert!(env.requests.is_empty());
+    }
+
+    #[test]
+    fn a_warm_inapp_login_is_one_call_and_three_writes_with_the_redeem() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let raw = crate::settings::tests::sample_raw();
+        // Cold: the app token and user/get; user/get's answer is mirrored.
+        let cold = inapp(&mut env, &raw);
+        assert_eq!(env.calls_to("/topapi/v2/user/get"), 1);
+        reset(&mut env);
+        let warm = inapp(&mut env, &raw);
+        assert_eq!(
+            env.paths(),
+            ["/topapi/v2/user/getuserinfo"],
+            "one DingTalk call"
+        );
+        assert_eq!(
+            writes(&env),
+            ["increment t", "set t", "increment t"],
+            "budget/slot, ticket, redeem claim"
+        );
+        assert_eq!(cold, warm, "the mirror gives the identity user/get gave");
+        assert_eq!(
+            (warm.unionid.as_str(), warm.dept_ids.as_slice()),
+            ("un1", &[1, 7][..])
+        );
+        assert!(warm.is_admin);
+        assert_eq!(
+            warm.admin_level, 100,
+            "the boss flag outranks the sub-admin level"
+        );
+    }
+
+    #[test]
+    fn a_warm_admin_sso_login_is_one_call_with_the_full_identity() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let raw = crate::settings::tests::sample_raw();
+        let path = "/index.php?dingding/dd_callback&usertype=admin&corpId=dingcorp123&code=s1";
+        let r = handle(&mut env, &raw, &get(path, None), Mode::Http);
+        let _ = redeem(&mut env, &raw, &location(&r));
+        reset(&mut env);
+        let r = handle(&mut env, &raw, &get(path, None), Mode::Http);
+        assert_eq!(r.response.status, 302);
+        let id = redeem(&mut env, &raw, &location(&r));
+        assert_eq!(env.paths().len(), 1, "{:?}", env.paths());
+        assert!(env.paths()[0].starts_with("/v1.0/oauth2/ssoUserInfo"));
+        assert_eq!(writes(&env), ["increment t", "set t", "increment t"]);
+        assert_eq!(
+            (id.unionid.as_str(), id.dept_ids.as_slice()),
+            ("un1", &[1, 7][..])
+        );
+        assert_eq!(
+            (id.is_admin, id.admin_level, id.via),
+            (true, 100, Via::AdminSso)
+        );
+    }
+
+    #[test]
+    fn a_warm_qr_login_is_three_calls() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let mut raw = crate::settings::tests::sample_raw();
+        raw.insert("qr_login_enabled".into(), "true".into());
+        let qr = |env: &mut FakeEnv| {
+            let start = handle(env, &raw, &get("/dingding/login", None), Mode::Http);
+            let cookie = set_cookie_pair(&start);
+            let loc = location(&start);
+            assert!(loc.contains("client_id=dingappkey123") && loc.contains("corpId=dingcorp123"));
+            let state = loc
+                .split("state=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap();
+            let cb = format!("/dingding/dd_or_code_corp_list?authCode=a1&state={state}");
+            let r = handle(env, &raw, &get(&cb, Some(&cookie)), Mode::Http);
+            assert_eq!(
+                r.response.status,
+                302,
+                "{:?}",
+                String::from_utf8_lossy(&r.response.body)
+            );
+            redeem(env, &raw, &location(&r))
+        };
+        let _ = qr(&mut env);
+        reset(&mut env);
+        let id = qr(&mut env);
+        assert_eq!(
+            env.paths()
+                .iter()
+                .map(|p| p.split('?').next().unwrap().to_string())
+                .collect::<Vec<_>>(),
+            [
+                "/v1.0/oauth2/userAccessToken",
+                "/v1.0/contact/users/me",
+                "/topapi/user/getbyunionid"
+            ]
+        );
+        assert_eq!(
+            writes(&env),
+            [
+                "increment s",
+                "set s",
+                "increment s",
+                "increment t",
+                "set t",
+                "increment t"
+            ],
+            "state slot and record, state claim, budget/slot, ticket, redeem claim"
+        );
+        assert_eq!(
+            (id.userid.as_str(), id.dept_ids.as_slice()),
+            ("u1", &[1, 7][..])
+        );
+    }
 }
