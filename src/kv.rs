@@ -29,8 +29,6 @@ pub const SKEW_MARGIN_MS: u64 = 2 * 60 * 1000;
 pub const SWEEP_OPS: u32 = 48;
 /// A cursor further behind than this many buckets (a store idle for a week) jumps ahead.
 const MAX_LAG_BUCKETS: u64 = 7 * 24 * 60;
-/// Where a fresh cursor starts, in buckets before the last closed one.
-const FRESH_LOOKBACK_BUCKETS: u64 = 60;
 const CURSOR_KEY: &str = "sweep:cursor";
 /// Registered keys' series (holds key names, not values).
 const REGISTRY: &str = "gc";
@@ -269,8 +267,10 @@ pub fn sweep(env: &mut dyn Env) -> Result<u64, KvError> {
     let last_closed = (now.saturating_sub(SKEW_MARGIN_MS) / BUCKET_MS).saturating_sub(1);
     let stored = env.kv_get(CURSOR_KEY)?;
     let mut ops = 1;
+    // Every write allocates into a bucket after the last closed one (expiries lie ahead and
+    // the router sweeps right after a request that wrote), so a fresh cursor starts there.
     let fresh = Cursor {
-        bucket: last_closed.saturating_sub(FRESH_LOOKBACK_BUCKETS),
+        bucket: last_closed + 1,
         phase: 0,
         done: 0,
     };
