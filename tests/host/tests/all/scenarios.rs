@@ -1148,7 +1148,9 @@ fn dingtalk_failures_give_clear_pages(kind: Kind) {
         &format!("{r}"),
     );
     f.sim.set_ip_whitelist_error(false);
-    // DingTalk down (broken connection, 502 page, busy) on each QR step.
+    // DingTalk down (broken connection, 502 page, busy) on each QR step, for a member the
+    // logins above have not mirrored yet (so the QR login reads the record from DingTalk).
+    let unmirrored = f.sim.user(DEMO, "zhaoliu").expect("zhaoliu").unionid;
     for (api, kind) in [
         ("/v1.0/oauth2/userAccessToken", FaultKind::Busy),
         (
@@ -1164,7 +1166,7 @@ fn dingtalk_failures_give_clear_pages(kind: Kind) {
             &f.http,
             &f.sim,
             &start.state,
-            WANGWU_UNION,
+            &unmirrored,
             Some(&start.cookie),
         );
         f.check(
