@@ -26,6 +26,7 @@ pub const KEYS: &[&str] = &[
     "api_base_url",
     "login_base_url",
     "sync_qps",
+    "login_code_budget_per_minute",
 ];
 
 /// Keys whose values are secrets.
@@ -45,6 +46,10 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.dingtalk.com";
 pub const DEFAULT_LOGIN_BASE_URL: &str = "https://login.dingtalk.com";
 /// Default of `sync_qps`: below DingTalk's 20 calls/s per app and API, leaving room for logins.
 pub const DEFAULT_SYNC_QPS: u32 = 15;
+/// Default of `login_code_budget_per_minute`.
+pub const DEFAULT_LOGIN_CODE_BUDGET: u32 = 600;
+/// Bounds of `login_code_budget_per_minute`.
+pub const LOGIN_CODE_BUDGET_RANGE: std::ops::RangeInclusive<u32> = 10..=100_000;
 
 /// Which licence the platform runs under (seed 注意事项).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +123,8 @@ pub struct Settings {
     pub login_base_url: String,
     /// Cap on DingTalk calls per second during sync.
     pub sync_qps: u32,
+    /// DingTalk code exchanges (R1–R4) allowed per minute across every instance.
+    pub login_code_budget_per_minute: u32,
 }
 
 /// One problem with the settings.
@@ -490,6 +497,21 @@ impl Settings {
                 }
             },
         };
+        let login_code_budget_per_minute = match r.value("login_code_budget_per_minute") {
+            None => DEFAULT_LOGIN_CODE_BUDGET,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if LOGIN_CODE_BUDGET_RANGE.contains(&n) => n,
+                _ => {
+                    r.issues.push(Issue::new(
+                        "login_code_budget_per_minute",
+                        "out_of_range",
+                        "login_code_budget_per_minute 应为 10 到 100000 之间的整数（每分钟最多兑换的钉钉登录授权码数，默认 600）",
+                        "login_code_budget_per_minute must be a whole number from 10 to 100000 (DingTalk sign-in codes exchanged per minute across all instances; default 600)",
+                    ));
+                    DEFAULT_LOGIN_CODE_BUDGET
+                }
+            },
+        };
 
         if !r.issues.is_empty() {
             return Err(r.issues);
@@ -550,6 +572,7 @@ impl Settings {
             api_base_url,
             login_base_url,
             sync_qps,
+            login_code_budget_per_minute,
         })
     }
 
@@ -770,6 +793,24 @@ pub(crate) mod tests {
                 codes.contains(&(expected.0.to_string(), expected.1)),
                 "{expected:?} in {codes:?}"
             );
+        }
+    }
+
+    #[test]
+    fn login_code_budget_is_a_bounded_setting() {
+        assert_eq!(sample().login_code_budget_per_minute, 600);
+        let mut raw = sample_raw();
+        raw.insert("login_code_budget_per_minute".into(), "10".into());
+        assert_eq!(
+            Settings::parse(&raw).unwrap().login_code_budget_per_minute,
+            10
+        );
+        for bad in ["9", "100001", "-1", "lots"] {
+            raw.insert("login_code_budget_per_minute".into(), bad.into());
+            let found = issues(&raw);
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert_eq!(found[0].code, "out_of_range");
+            assert!(found[0].message_en.contains("10 to 100000"));
         }
     }
 

@@ -97,13 +97,15 @@ pub struct FakeEnv {
     pub requests: Vec<HttpRequest>,
     /// Log lines.
     pub logs: Vec<String>,
+    /// Every key-value operation, in order: (`get`, `set`, `delete` or `increment`, key).
+    pub kv_ops: Vec<(&'static str, String)>,
     /// Answers outgoing requests (by default: the scripted fake DingTalk).
     pub responder: Responder,
     /// How long each outgoing request takes (the clock moves on by this much per call).
     pub http_latency_ms: u64,
     /// Key-value operations made so far (get, set, delete, increment).
-    pub kv_ops: u64,
-    /// Fails the key-value operation with this index (counted by [`FakeEnv::kv_ops`]) once.
+    pub kv_op_count: u64,
+    /// Fails the key-value operation with this index (counted by [`FakeEnv::kv_op_count`]) once.
     pub kv_fault: Option<(u64, KvFault)>,
     script: Rc<RefCell<Script>>,
     counter: u8,
@@ -119,9 +121,10 @@ impl FakeEnv {
             kv: BTreeMap::new(),
             requests: Vec::new(),
             logs: Vec::new(),
+            kv_ops: Vec::new(),
             responder: Box::new(move |r| Ok(s.borrow_mut().answer(r))),
             http_latency_ms: 0,
-            kv_ops: 0,
+            kv_op_count: 0,
             kv_fault: None,
             script,
             counter: 0,
@@ -180,6 +183,11 @@ impl FakeEnv {
         self.responder = Box::new(f);
     }
 
+    /// How many key-value writes (`set`, `delete`, `increment`) were made so far.
+    pub fn kv_writes(&self) -> usize {
+        self.kv_ops.iter().filter(|(op, _)| *op != "get").count()
+    }
+
     /// Paths (no query) of the requests made so far.
     pub fn paths(&self) -> Vec<String> {
         self.requests
@@ -199,8 +207,8 @@ impl FakeEnv {
 impl FakeEnv {
     /// The fault for the key-value operation about to run, if it is the armed one.
     fn kv_fault_now(&mut self) -> Option<KvFault> {
-        let index = self.kv_ops;
-        self.kv_ops += 1;
+        let index = self.kv_op_count;
+        self.kv_op_count += 1;
         match self.kv_fault {
             Some((at, fault)) if at == index => {
                 self.kv_fault = None;
@@ -258,21 +266,25 @@ impl Env for FakeEnv {
         self.now += ms;
     }
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.kv_ops.push(("get", key.to_string()));
         self.kv_op(|e| Ok(e.kv.get(key).cloned()))
     }
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.kv_ops.push(("set", key.to_string()));
         self.kv_op(|e| {
             e.kv.insert(key.to_string(), value.to_vec());
             Ok(())
         })
     }
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.kv_ops.push(("delete", key.to_string()));
         self.kv_op(|e| {
             e.kv.remove(key);
             Ok(())
         })
     }
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.kv_ops.push(("increment", key.to_string()));
         self.kv_op(|e| {
             let current = match e.kv.get(key) {
                 None => 0,

@@ -277,7 +277,7 @@ mod tests {
         );
         let mut client = Client::new(&mut env, &ep, &s.corp);
         let user = user_get(&mut client, "u1").unwrap();
-        assert_eq!(user.login_email(), Some("o@corp"));
+        assert_eq!(user.org_email.as_deref(), Some("o@corp"));
         assert_eq!(user.admin, Some(true));
         assert_eq!(user.to_member("c").unwrap().email.as_deref(), Some("p@x"));
         env.answer("/topapi/v2/user/get", json!({"errcode": 0}));

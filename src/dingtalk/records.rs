@@ -151,11 +151,6 @@ impl UserRecord {
         }
     }
 
-    /// The email to show for a signed-in person: the organisation's, else the personal one.
-    pub fn login_email(&self) -> Option<&str> {
-        self.org_email.as_deref().or(self.email.as_deref())
-    }
-
     /// The directory member in `corp_id`; `None` without a usable userid. A missing name is the
     /// userid, a missing `active` is true.
     pub fn to_member(&self, corp_id: &str) -> Option<Member> {

@@ -825,7 +825,7 @@ mod tests {
             let now = env.now;
             let r = handle(&mut env, &s, &Push::new(plain, now).request(&s));
             assert_success(&s, &r);
-            env.kv_ops
+            env.kv_op_count
         };
         assert!(ops > 10, "{ops}");
         let mut delayed = Vec::new();

@@ -1,8 +1,11 @@
 //! R3, admin-backend login from DingTalk's admin console: DingTalk appends a `code`, which the
-//! SSO token (from the SSOsecret) turns into the admin's identity (`v1.0/oauth2/ssoUserInfo`).
+//! SSO token (from the SSOsecret) turns into the admin's userid (`v1.0/oauth2/ssoUserInfo`);
+//! the rest of the identity (`unionid`, `dept_ids`, boss flag) comes from the directory mirror,
+//! else `user/get`, like every other login (DESIGN §3). Warm: one DingTalk call.
 
 use super::{
-    check_code, corp_param_failure, safe_return_to, spend_code_budget, LoginResult, LoginStep,
+    check_code, complete_profile, corp_param_failure, first_binding_rule, safe_return_to,
+    spend_code_budget, LoginResult, LoginStep,
 };
 use crate::corps;
 use crate::dingtalk::{oauth, ApiError, Client, Endpoints, Problem};
@@ -42,10 +45,10 @@ pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest)
         "Admin-backend sign-in needs the SSOsecret. Copy it from 基本信息 → 开发信息（旧版） in the DingTalk developer console into the plugin settings (set-up step 9).",
         "管理后台免登需要 SSOsecret。请在钉钉开发者后台“基本信息 → 开发信息（旧版）”复制 SSOsecret 并填入插件设置（步骤 9）。",
     ))?;
-    spend_code_budget(env)?;
+    let slot = spend_code_budget(env, settings)?;
     let endpoints = Endpoints::from_settings(settings);
-    let mut client = Client::new(env, &endpoints, &app);
-    let info = oauth::sso_user_info(&mut client, &secret, &code).map_err(|e| sso_failure(&e))?;
+    let info = oauth::sso_user_info(&mut Client::new(env, &endpoints, &app), &secret, &code)
+        .map_err(|e| sso_failure(&e))?;
     if let Some(reported) = info.corp_id.as_deref() {
         if reported != app.corp_id {
             return Err(corps::not_served(settings, reported));
@@ -59,7 +62,8 @@ pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest)
             "只有组织管理员才能进入管理后台，请联系组织主管理员在钉钉中授予管理员权限。",
         ));
     }
-    let identity = Identity {
+    let requires_sms_binding = first_binding_rule(env, settings, &app, &info.userid)?;
+    let mut identity = Identity {
         corp_id: app.corp_id.clone(),
         userid: info.userid,
         unionid: String::new(),
@@ -69,13 +73,15 @@ pub fn sign_in(env: &mut dyn Env, settings: &Settings, request: AdminSsoRequest)
         avatar: info.avatar,
         dept_ids: Vec::new(),
         is_admin: true,
-        // DingTalk's SSO API says "admin" without the level; 1 = administrator.
-        admin_level: 1,
+        // DingTalk's SSO API says "admin" without the level: 1 unless the member record says
+        // boss (100).
+        admin_level: 0,
         via: Via::AdminSso,
-        requires_sms_binding: false,
+        requires_sms_binding,
         return_to: safe_return_to(request.return_to),
     };
-    Ok(LoginStep::SignedIn(Box::new(identity)))
+    complete_profile(&mut Client::new(env, &endpoints, &app), &mut identity)?;
+    Ok(LoginStep::SignedIn(Box::new(identity), slot))
 }
 
 fn sso_failure(e: &ApiError) -> Failure {

@@ -1,10 +1,12 @@
 //! R1/R2, in-app free login from the DingTalk workbench (mobile and PC): without a code, the
-//! JSAPI page; with one, `topapi/v2/user/getuserinfo` → userid, then the member's record.
+//! JSAPI page (no key-value operation for the configured corp); with one,
+//! `topapi/v2/user/getuserinfo` → userid, then the member's record from the directory mirror
+//! (else `user/get`). Warm, that is one DingTalk call and one key-value write before the ticket.
 
 use super::browser::{self, Purpose};
 use super::{
-    check_code, corp_param_failure, enrich, safe_return_to, spend_code_budget, LoginResult,
-    LoginStep,
+    check_code, complete_profile, corp_param_failure, first_binding_rule, safe_return_to,
+    spend_code_budget, LoginResult, LoginStep,
 };
 use crate::corps;
 use crate::dingtalk::{contacts, Client, Endpoints};
@@ -90,11 +92,13 @@ pub fn sign_in(
         "The sign-in code in the address is malformed. Open the app from DingTalk again.",
         "地址中的登录授权码格式不正确，请从钉钉重新打开应用。",
     )?;
-    spend_code_budget(env)?;
+    let slot = spend_code_budget(env, settings)?;
     let endpoints = Endpoints::from_settings(settings);
-    let mut client = Client::new(env, &endpoints, &app);
-    let person =
-        contacts::user_info_by_code(&mut client, &code).map_err(|e| e.to_failure("qyapi_base"))?;
+    let person = {
+        let mut client = Client::new(env, &endpoints, &app);
+        contacts::user_info_by_code(&mut client, &code).map_err(|e| e.to_failure("qyapi_base"))?
+    };
+    let requires_sms_binding = first_binding_rule(env, settings, &app, &person.userid)?;
     let mut identity = Identity {
         corp_id: app.corp_id.clone(),
         userid: person.userid,
@@ -104,14 +108,15 @@ pub fn sign_in(
         email: None,
         avatar: None,
         dept_ids: Vec::new(),
-        is_admin: person.sys || matches!(person.sys_level, 1 | 2),
+        // 1 main admin, 2 sub-admin, 100 boss (docs/dingtalk-api.md §2.3).
+        is_admin: person.sys || matches!(person.sys_level, 1 | 2 | 100),
         admin_level: person.sys_level,
         via,
-        requires_sms_binding: false,
+        requires_sms_binding,
         return_to: safe_return_to(request.return_to),
     };
-    enrich(&mut client, &mut identity)?;
-    Ok(LoginStep::SignedIn(Box::new(identity)))
+    complete_profile(&mut Client::new(env, &endpoints, &app), &mut identity)?;
+    Ok(LoginStep::SignedIn(Box::new(identity), slot))
 }
 
 #[cfg(test)]
@@ -227,7 +232,7 @@ mod tests {
             Via::InappPc,
         )
         .unwrap();
-        let LoginStep::SignedIn(identity) = step else {
+        let LoginStep::SignedIn(identity, _) = step else {
             panic!("signed in: {step:?}");
         };
         assert_eq!(identity.userid, "u1");
@@ -243,5 +248,66 @@ mod tests {
         .unwrap();
         assert!(matches!(step, LoginStep::JsapiPage { retry: true, .. }));
         assert_eq!(env.calls_to("/topapi/v2/user/getuserinfo"), 1);
+    }
+
+    #[test]
+    fn a_bound_corps_first_inapp_login_needs_sms_binding_too() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let mut s = sample();
+        s.edition = crate::settings::Edition::Commercial;
+        crate::kv::put_json(
+            &mut env,
+            "corp:dingB",
+            &json!({"corp_id": "dingB", "corp_name": "乙", "agent_id": "2",
+                "app_key": "dingappkeyB", "app_secret": "app-secret-of-b-123", "sso_secret": null}),
+        )
+        .unwrap();
+        let request_b = |env: &mut FakeEnv, s: &Settings| {
+            let b = s.clone();
+            let page = sign_in(
+                env,
+                &b,
+                InappRequest {
+                    corp_id: Some("dingB".into()),
+                    ..InappRequest::default()
+                },
+                Via::InappMobile,
+            )
+            .unwrap();
+            let cookie = page_cookie(&page);
+            sign_in(
+                env,
+                &b,
+                InappRequest {
+                    corp_id: Some("dingB".into()),
+                    code: Some("code1".into()),
+                    return_to: None,
+                    page_cookie: Some(cookie),
+                },
+                Via::InappMobile,
+            )
+        };
+        let off = request_b(&mut env, &s).unwrap_err();
+        assert_eq!((off.status, off.code.as_str()), (403, "sms_required"));
+        s.sms_enabled = true;
+        let Ok(LoginStep::SignedIn(identity, _)) = request_b(&mut env, &s) else {
+            panic!("signed in");
+        };
+        assert!(identity.requires_sms_binding);
+        crate::login::confirm_binding(&mut env, "dingB", "u1").unwrap();
+        let Ok(LoginStep::SignedIn(identity, _)) = request_b(&mut env, &s) else {
+            panic!("signed in");
+        };
+        assert!(!identity.requires_sms_binding);
+        // The configured corp never needs it.
+        let page = sign_in(&mut env, &s, request(None, None), Via::InappMobile).unwrap();
+        let step = sign_in(
+            &mut env,
+            &s,
+            request(Some("c2"), Some(page_cookie(&page))),
+            Via::InappPc,
+        );
+        assert!(matches!(step, Ok(LoginStep::SignedIn(ref i, _)) if !i.requires_sms_binding));
     }
 }

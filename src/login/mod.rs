@@ -13,19 +13,23 @@ pub mod qr;
 pub use handoff::redeem_ticket;
 
 use crate::dingtalk::{contacts, Client, Problem};
+use crate::directory::mirror;
 use crate::env::Env;
 use crate::failure::Failure;
+use crate::kv::{self, Series, Slot};
 use crate::model::{CorpOption, Identity};
 use crate::settings::{CorpApp, Edition, Settings};
+use subtle::ConstantTimeEq;
 
-/// Length in bytes of every random id a login flow issues (tickets, states, choices, bindings).
+/// Length in bytes of every random id a login flow issues (binding nonces, JSAPI page nonces).
 pub(crate) const ID_BYTES: usize = 24;
 
 /// Where a login flow ended; the router renders it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoginStep {
     /// The person is signed in: hand the identity off (ticket and redirect, or typed outcome).
-    SignedIn(Box<Identity>),
+    /// The slot is the one the code exchange took from the budget; the ticket goes there.
+    SignedIn(Box<Identity>, Slot),
     /// R1/R2 without a code: the page that asks DingTalk's JSAPI for an auth code.
     JsapiPage {
         /// The corp to ask the code for.
@@ -44,32 +48,26 @@ pub enum LoginStep {
         /// The `set-cookie` value binding the login to this browser.
         set_cookie: String,
     },
-    /// R4 for a person who may enter several organisations: the choice to offer.
-    ChooseCorp {
-        /// The server-side, single-use record of this choice.
-        choice_id: String,
-        /// The organisations to pick from.
+    /// R5 in the commercial edition without `corpId`: the organisations to pick from, each a
+    /// link to `/dingding/login?corpId=C` (a QR login goes through the picked corp's own app).
+    PickCorp {
+        /// The organisations served: the configured one first, then the bound ones.
         options: Vec<CorpOption>,
+        /// `return_to`, carried into each link.
+        return_to: Option<String>,
     },
 }
 
 /// What every login flow returns.
 pub type LoginResult = Result<LoginStep, Failure>;
 
-/// DingTalk code exchanges (R1–R4) allowed per minute across every instance, so anonymous
-/// well-formed junk codes cannot burn the corp's DingTalk API quota.
-pub const CODE_EXCHANGES_PER_MINUTE: i64 = 600;
-
-/// Counts one code exchange against this minute's budget ([`CODE_EXCHANGES_PER_MINUTE`]),
-/// with an atomic increment shared by every instance; 429 past it.
-pub(crate) fn spend_code_budget(env: &mut dyn Env) -> Result<(), Failure> {
-    let minute = env.now_ms() / 60_000;
-    let key = format!("budget:codes:{minute}");
-    let n = env.kv_increment(&key, 1)?;
-    if n == 1 {
-        crate::kv::register_expiry(env, &key, (minute + 2) * 60_000)?;
-    }
-    if n > CODE_EXCHANGES_PER_MINUTE {
+/// Counts one code exchange against this minute's budget (`login_code_budget_per_minute`, an
+/// atomic increment shared by every instance); 429 past it. The increment allocates the
+/// [`Slot`] where a successful login's ticket is stored, so the budget costs the login no
+/// write of its own: one `increment` in all.
+pub(crate) fn spend_code_budget(env: &mut dyn Env, settings: &Settings) -> Result<Slot, Failure> {
+    let slot = kv::allocate(env, Series::Code)?;
+    if slot.n > u64::from(settings.login_code_budget_per_minute) {
         return Err(Failure::new(
             429,
             "login_busy",
@@ -77,7 +75,89 @@ pub(crate) fn spend_code_budget(env: &mut dyn Env) -> Result<(), Failure> {
             "当前钉钉登录请求过多，请稍候一分钟再试。",
         ));
     }
-    Ok(())
+    Ok(slot)
+}
+
+/// A single-use id handed to a browser or to the platform (a ticket, a QR `state`): where its
+/// record lives (a [`Slot`], so it needs no registry entry) and a 128-bit random secret only
+/// the holder knows. 48 hex digits: bucket (8), slot number (8), secret (32).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SlotId {
+    /// Where the record lives.
+    pub slot: Slot,
+    /// The holder's secret; the record keeps only a check value derived from it.
+    pub secret: [u8; 16],
+}
+
+impl std::fmt::Debug for SlotId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotId")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlotId {
+    /// A fresh id for `slot`.
+    pub fn new(env: &mut dyn Env, slot: Slot) -> SlotId {
+        let mut secret = [0u8; 16];
+        env.random_bytes(&mut secret);
+        SlotId { slot, secret }
+    }
+
+    /// The id as handed out.
+    pub fn text(&self) -> String {
+        let mut out = format!("{:08x}{:08x}", self.slot.bucket, self.slot.n);
+        for b in self.secret {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
+    /// Reads an id of `series`; `None` for anything this plugin did not format.
+    pub fn parse(series: Series, text: &str) -> Option<SlotId> {
+        if !is_token_shaped(text) || !text.is_char_boundary(16) {
+            return None;
+        }
+        let bucket = u64::from_str_radix(&text[..8], 16).ok()?;
+        let n = u64::from_str_radix(&text[8..16], 16).ok()?;
+        if n == 0 {
+            return None;
+        }
+        let mut secret = [0u8; 16];
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b = u8::from_str_radix(text.get(16 + 2 * i..18 + 2 * i)?, 16).ok()?;
+        }
+        Some(SlotId {
+            slot: Slot { series, bucket, n },
+            secret,
+        })
+    }
+
+    /// Stored with the record to recognise the holder (SHA-256 of the secret, hex).
+    pub fn check(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.secret)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `stored` is this id's [`check`](SlotId::check), in constant time.
+    pub fn matches(&self, stored: &str) -> bool {
+        let mine = self.check();
+        mine.len() == stored.len() && bool::from(mine.as_bytes().ct_eq(stored.as_bytes()))
+    }
+}
+
+/// The bound corps to pick from on R5, as [`CorpOption`]s.
+pub(crate) fn corp_options(apps: &[CorpApp]) -> Vec<CorpOption> {
+    apps.iter()
+        .map(|a| CorpOption {
+            corp_id: a.corp_id.clone(),
+            corp_name: a.corp_name.clone(),
+        })
+        .collect()
 }
 
 /// Whether `s` has the shape of an id this plugin issues (48 hex digits).
@@ -130,9 +210,10 @@ pub fn confirm_binding(env: &mut dyn Env, corp_id: &str, userid: &str) -> Result
     Ok(())
 }
 
-/// The commercial edition's first-time binding rule: a member of a bound corp other than the
-/// configured one who has not been bound before needs SMS verification by the platform.
-/// Returns whether the identity must carry `requires_sms_binding`.
+/// The commercial edition's first-time binding rule, applied on every login path (QR, in-app,
+/// admin SSO): a member of a bound corp other than the configured one who has not been bound
+/// before needs SMS verification by the platform. Returns whether the identity must carry
+/// `requires_sms_binding`; 403 when SMS is not set up.
 pub(crate) fn first_binding_rule(
     env: &mut dyn Env,
     settings: &Settings,
@@ -159,12 +240,28 @@ pub(crate) fn first_binding_rule(
     Ok(true)
 }
 
-/// Completes an identity from the member's record in `app`'s own org (`topapi/v2/user/get`):
-/// name, departments, org email, mobile, avatar, admin flag. Only the org's own record is
-/// trusted (never the cross-org account profile). A missing permission degrades the identity
-/// (no departments) instead of failing the login.
-pub(crate) fn enrich(client: &mut Client<'_>, identity: &mut Identity) -> Result<(), Failure> {
-    let record = match contacts::user_get(client, &identity.userid) {
+/// Completes `identity` from the member's own-org record: the directory mirror when it holds
+/// the member (no DingTalk call), else `topapi/v2/user/get`, whose answer is mirrored for the
+/// next login. Both go through [`mirror::fill_identity`], so the identity is the same either
+/// way. Only the org's own record is trusted (never the cross-org account profile). A missing
+/// permission degrades the identity (no departments) instead of failing the login.
+pub(crate) fn complete_profile(
+    client: &mut Client<'_>,
+    identity: &mut Identity,
+) -> Result<(), Failure> {
+    let corp_id = client.app().corp_id.clone();
+    match mirror::load(client.env(), &corp_id, &identity.userid) {
+        Ok(Some(member)) => {
+            mirror::fill_identity(identity, &member);
+            settle_admin_level(identity);
+            return Ok(());
+        }
+        Ok(None) => {}
+        Err(_) => client
+            .env()
+            .log("directory mirror unreadable: reading the member from DingTalk"),
+    }
+    let mut record = match contacts::user_get(client, &identity.userid) {
         Ok(record) => record,
         Err(e)
             if matches!(
@@ -179,18 +276,31 @@ pub(crate) fn enrich(client: &mut Client<'_>, identity: &mut Identity) -> Result
         }
         Err(e) => return Err(e.to_failure("qyapi_get_member")),
     };
-    if let Some(name) = record.name.clone() {
-        identity.name = name;
+    if record.userid.is_none() {
+        record.userid = Some(identity.userid.clone());
     }
-    if identity.unionid.is_empty() {
-        identity.unionid = record.unionid.clone().unwrap_or_default();
+    let Some(member) = record
+        .to_member(&corp_id)
+        .filter(|m| m.userid == identity.userid)
+    else {
+        return Ok(());
+    };
+    if mirror::store(client.env(), &member).is_err() {
+        client
+            .env()
+            .log("directory mirror not updated: the next login reads DingTalk again");
     }
-    identity.email = record.login_email().map(String::from);
-    identity.mobile = record.mobile;
-    identity.avatar = record.avatar;
-    identity.dept_ids = record.dept_ids;
-    identity.is_admin = identity.is_admin || record.admin.unwrap_or(false);
+    mirror::fill_identity(identity, &member);
+    settle_admin_level(identity);
     Ok(())
+}
+
+/// An admin whose level DingTalk did not say (the member record has `admin` and `boss`, not
+/// main vs sub-admin) is level 1; a level DingTalk did say (`sys_level`) is kept.
+fn settle_admin_level(identity: &mut Identity) {
+    if identity.is_admin && identity.admin_level == 0 {
+        identity.admin_level = 1;
+    }
 }
 
 #[cfg(test)]
@@ -217,19 +327,26 @@ mod tests {
     }
 
     #[test]
-    fn code_exchanges_have_a_budget_per_minute() {
+    fn code_exchanges_have_a_budget_per_minute_at_one_write_each() {
+        use crate::settings::tests::sample;
         let mut env = crate::testing::FakeEnv::new();
+        let mut s = sample();
+        s.login_code_budget_per_minute = 50;
         env.now = 60_000 * 1_000_000 + 5_000;
-        for _ in 0..CODE_EXCHANGES_PER_MINUTE {
-            spend_code_budget(&mut env).expect("within the budget");
+        for i in 1..=50 {
+            let slot = spend_code_budget(&mut env, &s).expect("within the budget");
+            assert_eq!(slot.n, i);
         }
-        let over = spend_code_budget(&mut env).unwrap_err();
+        assert_eq!(
+            env.kv_writes(),
+            50,
+            "one increment per exchange, nothing else"
+        );
+        let over = spend_code_budget(&mut env, &s).unwrap_err();
         assert_eq!((over.status, over.code.as_str()), (429, "login_busy"));
-        // The counter is one key per minute, registered for the sweep.
-        assert!(env.kv.contains_key("budget:codes:1000000"));
         env.now += 60_000;
         assert!(
-            spend_code_budget(&mut env).is_ok(),
+            spend_code_budget(&mut env, &s).is_ok(),
             "a new minute, a new budget"
         );
     }
@@ -239,10 +356,10 @@ mod tests {
         use crate::settings::tests::sample;
         let mut env = crate::testing::FakeEnv::new();
         env.answer("/v1.0/oauth2/ssoUserInfo", serde_json::json!({}));
-        for _ in 0..CODE_EXCHANGES_PER_MINUTE {
-            spend_code_budget(&mut env).unwrap();
-        }
         let s = sample();
+        for _ in 0..s.login_code_budget_per_minute {
+            spend_code_budget(&mut env, &s).unwrap();
+        }
         let r = admin_sso::sign_in(
             &mut env,
             &s,
@@ -276,6 +393,33 @@ mod tests {
             env.requests.is_empty(),
             "no DingTalk call: {:?}",
             env.paths()
+        );
+    }
+
+    #[test]
+    fn slot_ids_round_trip_and_refuse_anything_else() {
+        let mut env = crate::testing::FakeEnv::new();
+        let slot = kv::allocate(&mut env, Series::State).unwrap();
+        let id = SlotId::new(&mut env, slot);
+        let text = id.text();
+        assert_eq!(text.len(), 48);
+        let back = SlotId::parse(Series::State, &text).unwrap();
+        assert_eq!(back, id);
+        assert!(back.matches(&id.check()));
+        let mut other = id.clone();
+        other.secret[0] ^= 1;
+        assert!(!other.matches(&id.check()));
+        for bad in [
+            "",
+            "zz",
+            &"g".repeat(48),
+            &format!("{}00000000{}", &text[..8], &text[16..]),
+        ] {
+            assert!(SlotId::parse(Series::State, bad).is_none(), "{bad}");
+        }
+        assert!(
+            !format!("{id:?}").contains(&text[16..]),
+            "Debug hides the secret"
         );
     }
 

@@ -1,26 +1,28 @@
-//! QR / browser login: R5 starts it (a single-use `state` bound to this browser by a cookie,
-//! then DingTalk's login page), R4 is DingTalk's callback (the state, then code → user token →
-//! unionId → userid in each candidate corp), and a person in several corps picks one.
+//! QR / browser login. R5 starts it: in the commercial edition without `corpId` the person
+//! first picks the organisation (the picker page), since an internal app logs in only its own
+//! corp's members and a unionid means something only inside one corp's app (DESIGN §3,
+//! docs/dingtalk-api.md §13.1). With the corp known, R5 issues a single-use `state` bound to
+//! that corp and to this browser (a `__Host-` cookie) and sends the browser to DingTalk's login
+//! page with that corp's own app. R4 is DingTalk's callback: the state names the corp, then code
+//! → user token → unionId → userid in that corp (never a search across corps) → identity.
 
 use super::browser::{self, Purpose};
 use super::{
-    check_code, enrich, first_binding_rule, is_token_shaped, safe_return_to, spend_code_budget,
-    LoginResult, LoginStep, ID_BYTES,
+    check_code, complete_profile, corp_options, first_binding_rule, safe_return_to,
+    spend_code_budget, LoginResult, LoginStep, SlotId,
 };
 use crate::corps;
 use crate::dingtalk::{contacts, oauth, Client, Endpoints};
-use crate::env::{random_id, Env};
+use crate::env::Env;
 use crate::failure::Failure;
-use crate::kv;
-use crate::model::{CorpOption, Identity, Via};
+use crate::kv::{self, Series};
+use crate::model::{Identity, Via};
 use crate::secret::PlatformToken;
-use crate::settings::{CorpApp, Settings};
+use crate::settings::{Edition, Settings};
 use serde::{Deserialize, Serialize};
 
 /// OAuth `state` lives this long.
 pub const STATE_TTL_MS: u64 = 10 * 60_000;
-/// A corp choice lives this long.
-pub const CHOICE_TTL_MS: u64 = 5 * 60_000;
 /// The cookie that binds a QR login to the browser that started it. `__Host-`: `Secure`,
 /// `Path=/`, no `Domain`, so a sibling subdomain cannot plant one.
 pub const BINDING_COOKIE: &str = "__Host-dd_login";
@@ -30,7 +32,7 @@ pub const BINDING_TTL_MS: u64 = 6 * STATE_TTL_MS;
 /// R5 as the router parsed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartRequest {
-    /// The organisation to log in to (`corpId`), when the platform named one.
+    /// The organisation to log in to (`corpId`), when the platform or the picker named one.
     pub corp_id: Option<String>,
     /// Where the platform should land the person afterwards.
     pub return_to: Option<String>,
@@ -51,30 +53,14 @@ pub struct CallbackRequest {
     pub binding_cookie: Option<String>,
 }
 
-/// The person's pick on the corp list, as the router parsed it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChoiceRequest {
-    /// The choice record's id.
-    pub choice_id: String,
-    /// The corp picked.
-    pub corp_id: String,
-    /// The browser's binding cookie.
-    pub binding_cookie: Option<String>,
-}
-
+/// A state's record, in its slot: the corp whose app the login goes through, where to land,
+/// the browser binding, and the check value of the state's secret.
 #[derive(Serialize, Deserialize)]
 struct LoginState {
-    corp_id: Option<String>,
+    corp_id: String,
     return_to: Option<String>,
     binding: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Choice {
-    binding: String,
-    unionid: String,
-    return_to: Option<String>,
-    members: Vec<(String, String)>,
+    check: String,
 }
 
 /// The binding id for this browser: the one it presents when the plugin signed it and it
@@ -101,38 +87,50 @@ fn qr_disabled() -> Failure {
     )
 }
 
-/// R5: a fresh single-use `state` bound to this browser, then off to DingTalk's login page.
+/// R5: the organisation picker (commercial edition, no `corpId`, several corps served), else a
+/// fresh single-use `state` bound to the corp and this browser, then off to DingTalk's login
+/// page with that corp's app. Two key-value writes (the state's slot and its record).
 pub fn start(env: &mut dyn Env, settings: &Settings, request: StartRequest) -> LoginResult {
     if !settings.qr_login_enabled {
         return Err(qr_disabled());
     }
-    let app = corps::resolve(env, settings, request.corp_id.as_deref())?;
+    let named = request
+        .corp_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if named.is_none() && settings.edition == Edition::Commercial {
+        let apps = corps::all(env, settings)?;
+        if apps.len() > 1 {
+            return Ok(LoginStep::PickCorp {
+                options: corp_options(&apps),
+                return_to: safe_return_to(request.return_to),
+            });
+        }
+    }
+    let app = corps::resolve(env, settings, named)?;
     let binding = binding_for(env, settings, request.binding_cookie);
-    let state = random_id(env, ID_BYTES);
+    let slot = kv::allocate(env, Series::State)?;
+    let id = SlotId::new(env, slot);
     let record = LoginState {
-        corp_id: request.corp_id.is_some().then(|| app.corp_id.clone()),
+        corp_id: app.corp_id.clone(),
         return_to: safe_return_to(request.return_to),
         binding: binding.clone(),
+        check: id.check(),
     };
     let expires = env.now_ms() + STATE_TTL_MS;
-    kv::put_expiring(env, &format!("state:{state}"), &record, expires)?;
+    kv::put_slot(env, &id.slot, &record, expires)?;
+    let state = id.text();
     let redirect_uri = settings.site_path("/dingding/dd_or_code_corp_list");
-    let scope = if record.corp_id.is_some() {
-        "openid corpid"
-    } else {
-        "openid"
-    };
-    let mut pairs = vec![
+    let pairs = [
         ("redirect_uri", redirect_uri.as_str()),
         ("response_type", "code"),
         ("client_id", app.app_key.as_str()),
-        ("scope", scope),
+        ("scope", "openid corpid"),
         ("state", state.as_str()),
         ("prompt", "consent"),
+        ("corpId", app.corp_id.as_str()),
     ];
-    if let Some(c) = record.corp_id.as_deref() {
-        pairs.push(("corpId", c));
-    }
     Ok(LoginStep::ToDingTalk {
         location: super::handoff::with_query(
             &format!("{}/oauth2/auth", settings.login_base_url),
@@ -146,7 +144,8 @@ fn state_failure(code: &str, en: &str, zh: &str) -> Failure {
     Failure::bad_request(code, en, zh)
 }
 
-/// Verifies and consumes `state` against the browser's binding cookie.
+/// Verifies and consumes `state` against the browser's binding cookie: one read, one
+/// `increment` (the claim).
 fn consume_state(
     env: &mut dyn Env,
     state: Option<&str>,
@@ -166,9 +165,9 @@ fn consume_state(
             "该登录链接已过期或已被使用，请从平台登录页重新发起钉钉登录。",
         )
     };
-    if !is_token_shaped(state) {
+    let Some(id) = SlotId::parse(Series::State, state) else {
         return Err(expired());
-    }
+    };
     let Some(cookie) = cookie else {
         return Err(state_failure(
             "state_cookie_missing",
@@ -176,10 +175,12 @@ fn consume_state(
             "此浏览器没有发起该登录（缺少登录 Cookie）。请在同一浏览器中重新发起，并允许本站使用 Cookie。",
         ));
     };
-    let key = format!("state:{state}");
-    let Some(record) = kv::get_live::<LoginState>(env, &key)? else {
+    let Some(record) = kv::get_slot::<LoginState>(env, &id.slot)? else {
         return Err(expired());
     };
+    if !id.matches(&record.check) {
+        return Err(expired());
+    }
     if !PlatformToken::new(record.binding.clone()).matches(cookie) {
         return Err(state_failure(
             "state_mismatch",
@@ -187,16 +188,14 @@ fn consume_state(
             "该登录由其他浏览器发起，请在此浏览器中重新发起钉钉登录。",
         ));
     }
-    let expires = env.now_ms() + STATE_TTL_MS;
-    if !kv::claim(env, &format!("claim:state:{state}"), expires)? {
+    if !kv::claim_slot(env, &id.slot)? {
         return Err(expired());
     }
-    let _ = env.kv_delete(&key);
     Ok(record)
 }
 
-/// The person's unionId from a QR/OAuth code: `userAccessToken`, then `users/me`. Only the
-/// unionId is taken from the account profile; everything else comes from the org's own record.
+/// The person's unionId under the login corp's app: `userAccessToken`, then `users/me`. Only
+/// the unionId is taken from the account profile; everything else comes from the org's record.
 fn unionid_from_code(client: &mut Client<'_>, code: &str) -> Result<String, Failure> {
     let user_token =
         oauth::user_token(client, code).map_err(|e| e.to_failure("open_app_api_base"))?;
@@ -204,8 +203,18 @@ fn unionid_from_code(client: &mut Client<'_>, code: &str) -> Result<String, Fail
     Ok(me.union_id)
 }
 
-/// R4: `state` check, code → user token → unionId → userid per candidate corp → identity, or
-/// the corp choice when the person is a member of several.
+fn not_a_member(corp_name: &str) -> Failure {
+    Failure::new(
+        403,
+        "not_a_member",
+        format!("Your DingTalk account is not a member of {corp_name} (60121). Ask the organisation's admin to add you in DingTalk, pick your own organisation, or sign in another way."),
+        format!("您的钉钉账号不是 {corp_name} 的成员（60121）。请联系该组织管理员在钉钉中添加您、选择您所在的组织，或使用其他方式登录。"),
+    )
+}
+
+/// R4: the state (which names the corp), then code → user token → unionId → userid in that
+/// corp → identity. Warm: three DingTalk calls (`userAccessToken`, `users/me`,
+/// `getbyunionid`); the profile comes from the directory mirror.
 pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest) -> LoginResult {
     if let Some(error) = request.error {
         // Consume the state so the link cannot be reused; the outcome is the same either way.
@@ -242,118 +251,30 @@ pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest
         "The authorization code is malformed. Start the DingTalk sign-in again.",
         "授权码格式不正确，请重新发起钉钉登录。",
     )?;
-    let login_app = corps::resolve(env, settings, state.corp_id.as_deref())?;
-    spend_code_budget(env)?;
+    // The corp the state was issued for (it may have been unbound since: then 403).
+    let app = corps::resolve(env, settings, Some(&state.corp_id))?;
+    let slot = spend_code_budget(env, settings)?;
     let endpoints = Endpoints::from_settings(settings);
-    let unionid = unionid_from_code(&mut Client::new(env, &endpoints, &login_app), &code)?;
-    let candidates = match &state.corp_id {
-        Some(_) => vec![login_app],
-        None => corps::all(env, settings)?,
+    let (unionid, userid) = {
+        let mut client = Client::new(env, &endpoints, &app);
+        let unionid = unionid_from_code(&mut client, &code)?;
+        let userid = contacts::userid_by_unionid(&mut client, &unionid)
+            .map_err(|e| e.to_failure("qyapi_get_member"))?;
+        (unionid, userid)
     };
-    let mut members: Vec<(CorpApp, String)> = Vec::new();
-    let mut last_error = None;
-    for app in candidates {
-        match contacts::userid_by_unionid(&mut Client::new(env, &endpoints, &app), &unionid) {
-            Ok(Some(userid)) => members.push((app, userid)),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-    }
-    if members.is_empty() {
-        if let Some(e) = last_error {
-            return Err(e.to_failure("qyapi_get_member"));
-        }
-        return Err(Failure::new(
-            403,
-            "not_a_member",
-            "Your DingTalk account is not a member of any organisation bound to this platform (60121). Ask your organisation's admin to add you in DingTalk, or sign in another way.",
-            "您的钉钉账号不是本平台所绑定任何组织的成员（60121）。请联系组织管理员在钉钉中添加您，或使用其他方式登录。",
-        ));
-    }
-    if members.len() == 1 {
-        let (app, userid) = members.remove(0);
-        return finish(env, settings, &app, &userid, &unionid, state.return_to);
-    }
-    // Several corps: remember the candidates server-side, bound to this browser, single-use.
-    let choice_id = random_id(env, ID_BYTES);
-    let options: Vec<CorpOption> = members
-        .iter()
-        .map(|(app, _)| CorpOption {
-            corp_id: app.corp_id.clone(),
-            corp_name: app.corp_name.clone(),
-        })
-        .collect();
-    let choice = Choice {
-        binding: state.binding,
-        unionid,
-        return_to: state.return_to,
-        members: members.into_iter().map(|(a, u)| (a.corp_id, u)).collect(),
+    let Some(userid) = userid else {
+        let name = if app.corp_name.is_empty() {
+            app.corp_id.clone()
+        } else {
+            app.corp_name.clone()
+        };
+        return Err(not_a_member(&name));
     };
-    let expires = env.now_ms() + CHOICE_TTL_MS;
-    kv::put_expiring(env, &format!("choice:{choice_id}"), &choice, expires)?;
-    Ok(LoginStep::ChooseCorp { choice_id, options })
-}
-
-/// The person picked a corp on the list: verify the choice is theirs and unused, then sign in.
-pub fn choose(env: &mut dyn Env, settings: &Settings, request: ChoiceRequest) -> LoginResult {
-    let invalid = || {
-        state_failure(
-            "choice_invalid",
-            "This choice has expired or was already used. Start the DingTalk sign-in again.",
-            "该选择已过期或已被使用，请重新发起钉钉登录。",
-        )
-    };
-    if !is_token_shaped(&request.choice_id) {
-        return Err(invalid());
-    }
-    let key = format!("choice:{}", request.choice_id);
-    let Some(choice) = kv::get_live::<Choice>(env, &key)? else {
-        return Err(invalid());
-    };
-    let cookie = request.binding_cookie.unwrap_or_default();
-    if !PlatformToken::new(choice.binding.clone()).matches(&cookie) {
-        return Err(state_failure(
-            "choice_mismatch",
-            "This choice belongs to another browser. Start the DingTalk sign-in again here.",
-            "该选择属于其他浏览器，请在此浏览器中重新发起钉钉登录。",
-        ));
-    }
-    let Some((_, userid)) = choice.members.iter().find(|(c, _)| *c == request.corp_id) else {
-        return Err(state_failure(
-            "choice_not_offered",
-            "That organisation was not one of the choices. Pick one from the list.",
-            "该组织不在可选列表中，请从列表中选择。",
-        ));
-    };
-    let expires = env.now_ms() + CHOICE_TTL_MS;
-    if !kv::claim(env, &format!("claim:choice:{}", request.choice_id), expires)? {
-        return Err(invalid());
-    }
-    let _ = env.kv_delete(&key);
-    let app = corps::resolve(env, settings, Some(&request.corp_id))?;
-    finish(
-        env,
-        settings,
-        &app,
-        userid,
-        &choice.unionid,
-        choice.return_to.clone(),
-    )
-}
-
-fn finish(
-    env: &mut dyn Env,
-    settings: &Settings,
-    app: &CorpApp,
-    userid: &str,
-    unionid: &str,
-    return_to: Option<String>,
-) -> LoginResult {
-    let requires_sms_binding = first_binding_rule(env, settings, app, userid)?;
+    let requires_sms_binding = first_binding_rule(env, settings, &app, &userid)?;
     let mut identity = Identity {
         corp_id: app.corp_id.clone(),
-        userid: userid.to_string(),
-        unionid: unionid.to_string(),
+        userid,
+        unionid,
         name: String::new(),
         mobile: None,
         email: None,
@@ -363,11 +284,10 @@ fn finish(
         admin_level: 0,
         via: Via::Qr,
         requires_sms_binding,
-        return_to,
+        return_to: state.return_to,
     };
-    let endpoints = Endpoints::from_settings(settings);
-    enrich(&mut Client::new(env, &endpoints, app), &mut identity)?;
-    Ok(LoginStep::SignedIn(Box::new(identity)))
+    complete_profile(&mut Client::new(env, &endpoints, &app), &mut identity)?;
+    Ok(LoginStep::SignedIn(Box::new(identity), slot))
 }
 
 #[cfg(test)]
@@ -471,5 +391,183 @@ mod tests {
         env.now += BINDING_TTL_MS - STATE_TTL_MS;
         let (renewed, _) = started(&mut env, &s, Some(issued.clone()));
         assert_ne!(renewed, issued);
+    }
+
+    /// Commercial settings with SMS ready and corp `dingB` bound (its record as `corps` stores it).
+    fn commercial_with_b(env: &mut FakeEnv) -> Settings {
+        let mut s = sample();
+        s.qr_login_enabled = true;
+        s.edition = Edition::Commercial;
+        s.sms_enabled = true;
+        kv::put_json(
+            env,
+            "corp:dingB",
+            &serde_json::json!({"corp_id": "dingB", "corp_name": "乙公司", "agent_id": "2",
+                "app_key": "dingappkeyB", "app_secret": "app-secret-of-b-123", "sso_secret": null}),
+        )
+        .unwrap();
+        env.kv_increment("corps:n", 1).unwrap();
+        env.kv_set("corps:slot:1", b"dingB").unwrap();
+        s
+    }
+
+    fn script_b(env: &mut FakeEnv) {
+        use serde_json::json;
+        env.answer(
+            "/v1.0/oauth2/userAccessToken",
+            json!({"accessToken": "ut", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/contact/users/me",
+            json!({"unionId": "unB", "nick": "S"}),
+        );
+        env.answer(
+            "/topapi/user/getbyunionid",
+            json!({"errcode": 0, "result": {"contact_type": 0, "userid": "solo"}}),
+        );
+        env.answer(
+            "/topapi/v2/user/get",
+            json!({"errcode": 0, "result": {"userid": "solo", "name": "独行", "dept_id_list": [1]}}),
+        );
+    }
+
+    fn state_of(location: &str) -> String {
+        location
+            .split("state=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn commercial_without_corp_is_the_picker_and_self_use_goes_straight_on() {
+        let mut env = FakeEnv::new();
+        let s = commercial_with_b(&mut env);
+        let step = start(&mut env, &s, StartRequest::default()).unwrap();
+        let LoginStep::PickCorp { options, .. } = step else {
+            panic!("the picker: {step:?}");
+        };
+        let ids: Vec<&str> = options.iter().map(|o| o.corp_id.as_str()).collect();
+        assert_eq!(ids, ["dingcorp123", "dingB"]);
+        assert_eq!(options[1].corp_name, "乙公司");
+        let mut self_use = s.clone();
+        self_use.edition = Edition::SelfUse;
+        assert!(matches!(
+            start(&mut env, &self_use, StartRequest::default()),
+            Ok(LoginStep::ToDingTalk { .. })
+        ));
+    }
+
+    #[test]
+    fn a_bound_corps_member_signs_in_through_that_corps_app_and_state() {
+        let mut env = FakeEnv::new();
+        let s = commercial_with_b(&mut env);
+        script_b(&mut env);
+        let login = |env: &mut FakeEnv| {
+            let req = StartRequest {
+                corp_id: Some("dingB".into()),
+                ..StartRequest::default()
+            };
+            let Ok(LoginStep::ToDingTalk {
+                location,
+                set_cookie,
+            }) = start(env, &s, req)
+            else {
+                panic!("expected a redirect");
+            };
+            assert!(
+                location.contains("client_id=dingappkeyB") && location.contains("corpId=dingB")
+            );
+            let cookie = set_cookie[BINDING_COOKIE.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            let cb = CallbackRequest {
+                state: Some(state_of(&location)),
+                code: Some("code1".into()),
+                error: None,
+                binding_cookie: Some(cookie),
+            };
+            match callback(env, &s, cb) {
+                Ok(LoginStep::SignedIn(identity, _)) => identity,
+                other => panic!("signed in: {other:?}"),
+            }
+        };
+        let first = login(&mut env);
+        assert_eq!(
+            (
+                first.corp_id.as_str(),
+                first.userid.as_str(),
+                first.unionid.as_str()
+            ),
+            ("dingB", "solo", "unB")
+        );
+        assert!(
+            first.requires_sms_binding,
+            "a first binding of a bound corp's member"
+        );
+        // One corp asked, through B's app: its token, never a search across corps.
+        assert_eq!(env.calls_to("/topapi/user/getbyunionid"), 1);
+        let token_bodies: Vec<serde_json::Value> = env
+            .requests
+            .iter()
+            .filter(|r| crate::testing::path_of(r) == crate::testing::TOKEN_PATH)
+            .map(crate::testing::body_of)
+            .collect();
+        assert!(
+            token_bodies.iter().all(|b| b["appKey"] == "dingappkeyB"),
+            "{token_bodies:?}"
+        );
+        crate::login::confirm_binding(&mut env, "dingB", "solo").unwrap();
+        assert!(
+            !login(&mut env).requires_sms_binding,
+            "bound before: no SMS"
+        );
+        assert_eq!(
+            env.calls_to("/topapi/v2/user/get"),
+            1,
+            "the second profile is mirrored"
+        );
+    }
+
+    #[test]
+    fn a_state_names_its_corp_and_is_refused_once_the_corp_is_unbound() {
+        let mut env = FakeEnv::new();
+        let s = commercial_with_b(&mut env);
+        script_b(&mut env);
+        let req = StartRequest {
+            corp_id: Some("dingB".into()),
+            ..StartRequest::default()
+        };
+        let Ok(LoginStep::ToDingTalk {
+            location,
+            set_cookie,
+        }) = start(&mut env, &s, req)
+        else {
+            panic!("expected a redirect");
+        };
+        let cookie = set_cookie[BINDING_COOKIE.len() + 1..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        env.kv_delete("corp:dingB").unwrap();
+        let cb = CallbackRequest {
+            state: Some(state_of(&location)),
+            code: Some("code1".into()),
+            error: None,
+            binding_cookie: Some(cookie),
+        };
+        let err = callback(&mut env, &s, cb).unwrap_err();
+        assert_eq!((err.status, err.code.as_str()), (403, "corp_not_bound"));
+        assert!(
+            env.requests.is_empty(),
+            "no DingTalk call: {:?}",
+            env.paths()
+        );
     }
 }

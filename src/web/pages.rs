@@ -136,34 +136,6 @@ pub fn inapp_page(corp_id: &str, client_id: &str, retry: bool) -> Response {
     )
 }
 
-/// R4 for a person in several bound corps: pick the team to enter.
-pub fn corp_choice_page(choice_id: &str, options: &[CorpOption]) -> Response {
-    let buttons: String = options
-        .iter()
-        .map(|o| {
-            let href = format!(
-                "/dingding/dd_or_code_corp_list?choice={}&corp={}",
-                crate::dingtalk::encode(choice_id),
-                crate::dingtalk::encode(&o.corp_id)
-            );
-            let name = if o.corp_name.is_empty() {
-                &o.corp_id
-            } else {
-                &o.corp_name
-            };
-            format!(
-                "<a class=\"button\" href=\"{}\">{}</a>",
-                attr(&href),
-                text(name)
-            )
-        })
-        .collect();
-    let body = format!(
-        "<h1>选择要进入的团队</h1><p class=\"en\">You belong to several organisations. Choose the team to enter.</p>{buttons}<p class=\"en\"><small>此选择 5 分钟内有效。This choice is valid for 5 minutes.</small></p>"
-    );
-    page(200, "选择团队 · Choose a team", &body, None)
-}
-
 /// The default hand-off landing, served when `platform_login_url` is left at its default.
 pub fn login_complete_page(settings: &Settings) -> Response {
     let body = format!(
@@ -201,18 +173,68 @@ mod tests {
         assert!(html.contains("dd.runtime.permission.requestAuthCode"));
         assert!(html.contains("\"retry\":true") && html.contains("sessionStorage"));
     }
+}
+
+/// R5 in the commercial edition without `corpId`: the organisations this platform serves, each
+/// a plain link to `/dingding/login?corpId=C` (keyboard-usable, no script). A QR login goes
+/// through the picked corp's own app: an internal app signs in only its own corp's members.
+pub fn corp_picker_page(options: &[CorpOption], return_to: Option<&str>) -> Response {
+    let items: String = options
+        .iter()
+        .map(|o| {
+            let mut pairs = vec![("corpId", o.corp_id.as_str())];
+            if let Some(r) = return_to {
+                pairs.push(("return_to", r));
+            }
+            let href = crate::login::handoff::with_query("/dingding/login", &pairs);
+            let name = if o.corp_name.is_empty() {
+                &o.corp_id
+            } else {
+                &o.corp_name
+            };
+            format!(
+                "<li><a class=\"button\" href=\"{}\">{}</a></li>",
+                attr(&href),
+                text(name)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>选择要登录的组织</h1><p>请选择您所在的组织，然后使用该组织的钉钉扫码登录。</p><p class=\"en\">Choose your organisation, then sign in with DingTalk through it.</p><nav aria-label=\"组织 Organisations\"><ul>{items}</ul></nav>"
+    );
+    page(200, "选择组织 · Choose your organisation", &body, None)
+}
+
+#[cfg(test)]
+mod picker_tests {
+    use super::*;
 
     #[test]
-    fn corp_choice_escapes_names() {
-        let r = corp_choice_page(
-            "abc",
-            &[CorpOption {
-                corp_id: "dingA&x".into(),
-                corp_name: "<甲公司>".into(),
-            }],
+    fn the_picker_links_each_corp_and_escapes_names() {
+        let r = corp_picker_page(
+            &[
+                CorpOption {
+                    corp_id: "dingA&x".into(),
+                    corp_name: "<甲公司>".into(),
+                },
+                CorpOption {
+                    corp_id: "dingB".into(),
+                    corp_name: String::new(),
+                },
+            ],
+            Some("/forms/1?a=b"),
         );
+        assert_eq!(r.status, 200);
         let html = String::from_utf8(r.body).unwrap();
-        assert!(html.contains("&lt;甲公司&gt;"));
-        assert!(html.contains("corp=dingA%26x"));
+        assert!(html.contains("&lt;甲公司&gt;") && !html.contains("<甲公司>"));
+        assert!(html.contains(
+            "href=\"/dingding/login?corpId=dingA%26x&amp;return_to=%2Fforms%2F1%3Fa%3Db\""
+        ));
+        assert!(
+            html.contains(">dingB</a>"),
+            "a corp without a name shows its id"
+        );
+        assert!(html.contains("选择要登录的组织") && html.contains("Choose your organisation"));
+        assert!(!html.contains("<script"), "plain links, no script");
     }
 }

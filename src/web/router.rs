@@ -26,7 +26,7 @@ pub enum Outcome {
     None,
     /// A person signed in.
     SignedIn(Box<Identity>),
-    /// The person was offered a choice of organisations.
+    /// The person was offered the organisations to sign in to (R5's picker, commercial edition).
     CorpChoice(Vec<CorpOption>),
     /// An event recorded directory changes.
     DirectoryChanged(Vec<SequencedChange>),
@@ -180,11 +180,7 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
             }
         }
     };
-    // Opportunistic clean-up of expired tickets, states and claims; never fails the request.
-    if let Err(e) = crate::kv::sweep(env) {
-        env.log(&format!("sweep skipped: {e}"));
-    }
-    match route {
+    let routed = match route {
         Route::LoginComplete => Routed::plain(pages::login_complete_page(&settings)),
         Route::Events => events(env, &settings, request),
         Route::Api => crate::web::platform_api::handle(env, &settings, request),
@@ -192,6 +188,26 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
             let result = sign_in(env, &settings, login_route, request);
             login(env, &settings, mode, result)
         }
+    };
+    if writes(route, request) {
+        // A bounded slice of the clean-up of expired tickets, states and claims, only after
+        // requests that write (never on the JSAPI page or a read); never fails the request.
+        if let Err(e) = crate::kv::sweep(env) {
+            env.log(&format!("sweep skipped: {e}"));
+        }
+    }
+    routed
+}
+
+/// Whether a request may write to the key-value store, and so pays a slice of the sweep: code
+/// exchanges, QR starts and callbacks, events, and the platform API's non-GET calls.
+fn writes(route: Route, request: &Request) -> bool {
+    match route {
+        Route::InappMobile | Route::InappPc | Route::AdminSso => request.param("code").is_some(),
+        Route::QrStart | Route::QrCallback | Route::Events => true,
+        Route::Api => request.method != "GET" && request.method != "HEAD",
+        // The default landing page, and any read-only route added later.
+        _ => false,
     }
 }
 
@@ -245,31 +261,18 @@ fn sign_in(env: &mut dyn Env, settings: &Settings, route: Route, request: &Reque
             qr::start(env, settings, parsed)
         }
         _ => {
-            let binding_cookie = request.cookie(qr::BINDING_COOKIE);
-            match request.param("choice") {
-                Some(choice_id) => {
-                    let parsed = qr::ChoiceRequest {
-                        choice_id,
-                        corp_id: request.param("corp").unwrap_or_default(),
-                        binding_cookie,
-                    };
-                    qr::choose(env, settings, parsed)
-                }
-                None => {
-                    let parsed = qr::CallbackRequest {
-                        state: request.param("state"),
-                        code: request.param("authCode").or_else(|| request.param("code")),
-                        error: request.param("error"),
-                        binding_cookie,
-                    };
-                    qr::callback(env, settings, parsed)
-                }
-            }
+            let parsed = qr::CallbackRequest {
+                state: request.param("state"),
+                code: request.param("authCode").or_else(|| request.param("code")),
+                error: request.param("error"),
+                binding_cookie: request.cookie(qr::BINDING_COOKIE),
+            };
+            qr::callback(env, settings, parsed)
         }
     }
 }
 
-/// Renders where a login flow ended: a page, a redirect, the corp choice, or the hand-off of a
+/// Renders where a login flow ended: a page, a redirect, the organisation picker, or the hand-off of a
 /// signed-in identity (a ticket and a redirect over HTTP, the identity itself when typed).
 fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult) -> Routed {
     let step = match result {
@@ -294,11 +297,11 @@ fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult
             location,
             set_cookie,
         } => Routed::plain(Response::redirect(302, &location).header("set-cookie", &set_cookie)),
-        LoginStep::ChooseCorp { choice_id, options } => Routed {
-            response: pages::corp_choice_page(&choice_id, &options),
+        LoginStep::PickCorp { options, return_to } => Routed {
+            response: pages::corp_picker_page(&options, return_to.as_deref()),
             outcome: Outcome::CorpChoice(options),
         },
-        LoginStep::SignedIn(identity) => match mode {
+        LoginStep::SignedIn(identity, slot) => match mode {
             Mode::Typed => Routed {
                 response: Response::redirect(
                     302,
@@ -306,7 +309,7 @@ fn login(env: &mut dyn Env, settings: &Settings, mode: Mode, result: LoginResult
                 ),
                 outcome: Outcome::SignedIn(identity),
             },
-            Mode::Http => match handoff::mint_ticket(env, &identity) {
+            Mode::Http => match handoff::mint_ticket(env, slot, &identity) {
                 Ok(ticket) => {
                     env.log(&format!(
                         "signed in via {:?}: corp {} (ticket issued)",
@@ -431,5 +434,277 @@ mod tests {
             Some(Route::InappPc)
         );
         assert_eq!(route_of(&req("/")), None);
+    }
+
+    // ---- Logins at the floor (issue 12): DingTalk calls and key-value work per warm login.
+
+    use crate::testing::FakeEnv;
+    use serde_json::json;
+
+    const BEARER: &str = "platform-token-0123456789abcdef0123";
+
+    fn get(path: &str, cookie: Option<&str>) -> Request {
+        let headers = cookie
+            .map(|c| vec![("cookie".to_string(), c.to_string())])
+            .unwrap_or_default();
+        Request::new("GET", path, headers, vec![])
+    }
+
+    fn set_cookie_pair(r: &Routed) -> String {
+        let line = r.response.get_header("set-cookie").expect("a cookie");
+        line.split(';').next().unwrap().to_string()
+    }
+
+    fn location(r: &Routed) -> String {
+        r.response
+            .get_header("location")
+            .expect("a redirect")
+            .to_string()
+    }
+
+    fn redeem(env: &mut FakeEnv, raw: &RawSettings, landing: &str) -> Identity {
+        let ticket = landing
+            .split("ticket=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let body = json!({ "ticket": ticket }).to_string();
+        let headers = vec![("authorization".to_string(), format!("Bearer {BEARER}"))];
+        let r = handle(
+            env,
+            raw,
+            &Request::new(
+                "POST",
+                "/dingding/api/tickets/redeem",
+                headers,
+                body.into_bytes(),
+            ),
+            Mode::Http,
+        );
+        assert_eq!(
+            r.response.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&r.response.body)
+        );
+        serde_json::from_slice(&r.response.body).unwrap()
+    }
+
+    /// The fake DingTalk of one corp where u1 is a sub-admin (sys_level 2) and the boss.
+    fn script(env: &mut FakeEnv) {
+        env.answer(
+            "/topapi/v2/user/getuserinfo",
+            json!({"errcode": 0, "result": {"userid": "u1", "unionid": "un1", "name": "张三", "sys": true, "sys_level": 2}}),
+        );
+        env.answer(
+            "/topapi/v2/user/get",
+            json!({"errcode": 0, "result": {"userid": "u1", "unionid": "un1", "name": "张三", "dept_id_list": [1, 7], "org_email": "z@corp", "admin": true, "boss": true}}),
+        );
+        env.answer(
+            "/v1.0/oauth2/userAccessToken",
+            json!({"accessToken": "ut", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/contact/users/me",
+            json!({"unionId": "un1", "nick": "Z"}),
+        );
+        env.answer(
+            "/topapi/user/getbyunionid",
+            json!({"errcode": 0, "result": {"contact_type": 0, "userid": "u1"}}),
+        );
+        env.answer(
+            "/v1.0/oauth2/ssoAccessToken",
+            json!({"accessToken": "st", "expireIn": 7200}),
+        );
+        env.answer(
+            "/v1.0/oauth2/ssoUserInfo",
+            json!({"corpId": "dingcorp123", "userId": "u1", "userName": "张三", "isAdmin": true}),
+        );
+    }
+
+    /// Starts counting: DingTalk calls and key-value operations from here on.
+    fn reset(env: &mut FakeEnv) {
+        // Let the sweep settle first, as it has in a store that has served for a while.
+        for _ in 0..100 {
+            let before = env.kv.clone();
+            crate::kv::sweep(env).unwrap();
+            if env.kv == before {
+                break;
+            }
+        }
+        env.requests.clear();
+        env.kv_ops.clear();
+    }
+
+    fn writes(env: &FakeEnv) -> Vec<String> {
+        env.kv_ops
+            .iter()
+            .filter(|(op, _)| *op != "get")
+            .map(|(op, key)| format!("{op} {}", key.split(':').next().unwrap_or("")))
+            .collect()
+    }
+
+    fn inapp(env: &mut FakeEnv, raw: &RawSettings) -> Identity {
+        let page_path = "/dingding/dingding_auth_corp?corpId=dingcorp123";
+        let page = handle(env, raw, &get(page_path, None), Mode::Http);
+        assert_eq!(page.response.status, 200);
+        let cookie = set_cookie_pair(&page);
+        let r = handle(
+            env,
+            raw,
+            &get(&format!("{page_path}&code=c1"), Some(&cookie)),
+            Mode::Http,
+        );
+        assert_eq!(
+            r.response.status,
+            302,
+            "{:?}",
+            String::from_utf8_lossy(&r.response.body)
+        );
+        redeem(env, raw, &location(&r))
+    }
+
+    #[test]
+    fn the_jsapi_page_touches_no_key_value_store() {
+        let mut env = FakeEnv::new();
+        let raw = crate::settings::tests::sample_raw();
+        let r = handle(
+            &mut env,
+            &raw,
+            &get("/dingding/dingding_auth_corp?corpId=dingcorp123", None),
+            Mode::Http,
+        );
+        assert_eq!(r.response.status, 200);
+        let r = handle(
+            &mut env,
+            &raw,
+            &get(
+                "/index.php?dingding/dd_client_callback&corpId=dingcorp123",
+                None,
+            ),
+            Mode::Http,
+        );
+        assert_eq!(r.response.status, 200);
+        assert!(env.kv_ops.is_empty(), "{:?}", env.kv_ops);
+        assert!(env.requests.is_empty());
+    }
+
+    #[test]
+    fn a_warm_inapp_login_is_one_call_and_three_writes_with_the_redeem() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let raw = crate::settings::tests::sample_raw();
+        // Cold: the app token and user/get; user/get's answer is mirrored.
+        let cold = inapp(&mut env, &raw);
+        assert_eq!(env.calls_to("/topapi/v2/user/get"), 1);
+        reset(&mut env);
+        let warm = inapp(&mut env, &raw);
+        assert_eq!(
+            env.paths(),
+            ["/topapi/v2/user/getuserinfo"],
+            "one DingTalk call"
+        );
+        assert_eq!(
+            writes(&env),
+            ["increment t", "set t", "increment t"],
+            "budget/slot, ticket, redeem claim"
+        );
+        assert_eq!(cold, warm, "the mirror gives the identity user/get gave");
+        assert_eq!(
+            (warm.unionid.as_str(), warm.dept_ids.as_slice()),
+            ("un1", &[1, 7][..])
+        );
+        assert!(warm.is_admin);
+        assert_eq!(
+            warm.admin_level, 100,
+            "the boss flag outranks the sub-admin level"
+        );
+    }
+
+    #[test]
+    fn a_warm_admin_sso_login_is_one_call_with_the_full_identity() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let raw = crate::settings::tests::sample_raw();
+        let path = "/index.php?dingding/dd_callback&usertype=admin&corpId=dingcorp123&code=s1";
+        let r = handle(&mut env, &raw, &get(path, None), Mode::Http);
+        let _ = redeem(&mut env, &raw, &location(&r));
+        reset(&mut env);
+        let r = handle(&mut env, &raw, &get(path, None), Mode::Http);
+        assert_eq!(r.response.status, 302);
+        let id = redeem(&mut env, &raw, &location(&r));
+        assert_eq!(env.paths().len(), 1, "{:?}", env.paths());
+        assert!(env.paths()[0].starts_with("/v1.0/oauth2/ssoUserInfo"));
+        assert_eq!(writes(&env), ["increment t", "set t", "increment t"]);
+        assert_eq!(
+            (id.unionid.as_str(), id.dept_ids.as_slice()),
+            ("un1", &[1, 7][..])
+        );
+        assert_eq!(
+            (id.is_admin, id.admin_level, id.via),
+            (true, 100, Via::AdminSso)
+        );
+    }
+
+    #[test]
+    fn a_warm_qr_login_is_three_calls() {
+        let mut env = FakeEnv::new();
+        script(&mut env);
+        let mut raw = crate::settings::tests::sample_raw();
+        raw.insert("qr_login_enabled".into(), "true".into());
+        let qr = |env: &mut FakeEnv| {
+            let start = handle(env, &raw, &get("/dingding/login", None), Mode::Http);
+            let cookie = set_cookie_pair(&start);
+            let loc = location(&start);
+            assert!(loc.contains("client_id=dingappkey123") && loc.contains("corpId=dingcorp123"));
+            let state = loc
+                .split("state=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap();
+            let cb = format!("/dingding/dd_or_code_corp_list?authCode=a1&state={state}");
+            let r = handle(env, &raw, &get(&cb, Some(&cookie)), Mode::Http);
+            assert_eq!(
+                r.response.status,
+                302,
+                "{:?}",
+                String::from_utf8_lossy(&r.response.body)
+            );
+            redeem(env, &raw, &location(&r))
+        };
+        let _ = qr(&mut env);
+        reset(&mut env);
+        let id = qr(&mut env);
+        assert_eq!(
+            env.paths()
+                .iter()
+                .map(|p| p.split('?').next().unwrap().to_string())
+                .collect::<Vec<_>>(),
+            [
+                "/v1.0/oauth2/userAccessToken",
+                "/v1.0/contact/users/me",
+                "/topapi/user/getbyunionid"
+            ]
+        );
+        assert_eq!(
+            writes(&env),
+            [
+                "increment s",
+                "set s",
+                "increment s",
+                "increment t",
+                "set t",
+                "increment t"
+            ],
+            "state slot and record, state claim, budget/slot, ticket, redeem claim"
+        );
+        assert_eq!(
+            (id.userid.as_str(), id.dept_ids.as_slice()),
+            ("u1", &[1, 7][..])
+        );
     }
 }

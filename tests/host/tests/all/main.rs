@@ -21,6 +21,7 @@ mod fault_matrix;
 mod flows;
 mod hardening;
 mod helpers;
+mod login_real;
 mod real_dingtalk;
 mod scale_out;
 mod scenarios;
