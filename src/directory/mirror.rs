@@ -104,7 +104,10 @@ mod tests {
     fn a_stored_member_is_loaded_and_an_inactive_one_is_dropped() {
         let mut env = FakeEnv::new();
         store(&mut env, &member(true)).unwrap();
-        assert_eq!(load(&mut env, "dingcorp", "u1").unwrap(), Some(member(true)));
+        assert_eq!(
+            load(&mut env, "dingcorp", "u1").unwrap(),
+            Some(member(true))
+        );
         assert_eq!(load(&mut env, "dingother", "u1").unwrap(), None);
         store(&mut env, &member(false)).unwrap();
         assert_eq!(load(&mut env, "dingcorp", "u1").unwrap(), None);
