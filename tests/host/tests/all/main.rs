@@ -15,7 +15,9 @@ macro_rules! on_both_targets {
     };
 }
 
+mod api_contract;
 mod artifact;
+mod browser;
 mod fault_matrix;
 mod flows;
 mod hardening;
