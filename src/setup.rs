@@ -629,7 +629,22 @@ fn live_checks(env: &mut dyn Env, settings: &Settings) -> Vec<Check> {
             )
         });
         let credentials_ok = credentials.is_ok();
-        checks.push(check_from("app_credentials", credentials, "qyapi_base"));
+        match credentials {
+            // The whitelist refused the very first call: that is the one thing to fix.
+            Err(e) if e.problem() == Problem::IpNotWhitelisted => {
+                checks.push(Check::new(
+                    "app_credentials",
+                    Status::Check,
+                    t(
+                        "钉钉先拒绝了服务器出口 IP，尚未核对凭证",
+                        "DingTalk refused the server's egress IP first; the credentials are not verified yet",
+                    ),
+                    None,
+                ));
+                checks.push(check_from("ip_whitelist", Err(e), "qyapi_base"));
+            }
+            credentials => checks.push(check_from("app_credentials", credentials, "qyapi_base")),
+        }
         if credentials_ok {
             // 2. Contacts permission: one user-list page of the root department.
             let contacts = contacts::user_list(&mut client, ROOT_DEPT, 0, 1).map(|_| {
@@ -1016,7 +1031,7 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
             ),
         },
         vec![],
-        vec![setting("sync_qps", true)],
+        vec![],
         vec![],
     );
     push(
@@ -1041,12 +1056,14 @@ pub fn guide(env: &mut dyn Env, settings: &Settings) -> Guide {
             "事件订阅（通讯录变化）",
             "Event subscription (directory changes)",
         ),
-        step_from_checks(
-            &checks,
-            &["event_subscription"],
-            not_verified.clone(),
-            not_verified,
-        ),
+        {
+            let works = checks
+                .iter()
+                .find(|c| c.name == "event_subscription")
+                .map(|c| t(c.detail_zh.clone(), c.detail.clone()))
+                .unwrap_or_else(|| not_verified.clone());
+            step_from_checks(&checks, &["event_subscription"], works, not_verified)
+        },
         vec![CopyValue {
             field: "请求网址",
             value: events_url.clone(),

@@ -104,10 +104,10 @@ fn scenario_requests_and_answers_match_the_openapi_document(kind: Kind) {
     };
     let mut c = Contract::load();
     let call = |c: &mut Contract,
-                    method: &str,
-                    path: &str,
-                    template: &str,
-                    body: Option<Value>|
+                method: &str,
+                path: &str,
+                template: &str,
+                body: Option<Value>|
      -> Value {
         let text = body.as_ref().map(Value::to_string);
         let r = f.api(method, path, text.as_deref());

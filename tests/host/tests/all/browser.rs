@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4a1d8d1c5ee5";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -97,6 +97,7 @@ impl Driver {
                 "binary": self.chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--lang=zh-CN", format!("--window-size={width},900")],
+                "prefs": {"intl.accept_languages": "zh-CN,zh"},
             },
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});
@@ -146,7 +147,10 @@ impl Browser<'_> {
             "/element",
             Some(json!({"using": "css selector", "value": css})),
         );
-        v[ELEMENT].as_str().expect("an element").to_string()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
     }
 
     fn click(&self, css: &str) {
@@ -272,6 +276,20 @@ impl Browser<'_> {
             "return !!document.getElementById('message');",
         );
         assert!(self.text("#message").contains("令牌不正确"));
+        // The one console error so far is the 401 of the wrong token (logged a moment after
+        // the page shows).
+        let mut errors = Vec::new();
+        for _ in 0..30 {
+            errors.extend(self.console_errors());
+            if !errors.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            errors.len() == 1 && errors[0].contains("status of 401"),
+            "console errors: {errors:?}"
+        );
         self.keys("#token", &format!("{PLATFORM_TOKEN}\u{E007}"));
         self.wait_for(
             "the guide",
