@@ -5,3 +5,4 @@ pub mod http;
 pub mod pages;
 pub mod platform_api;
 pub mod router;
+pub mod setup_page;

@@ -14,7 +14,7 @@ pub const JSAPI_URL: &str = "https://g.alicdn.com/dingding/dingtalk-jsapi/3.1.0/
 
 const STYLE: &str = "body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Microsoft YaHei',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f2329;line-height:1.6}h1{font-size:1.3rem}p.en{color:#646a73}code{background:#f2f3f5;padding:0 .2rem}a.button,button{display:block;width:100%;margin:.5rem 0;padding:.7rem;border:1px solid #3370ff;border-radius:6px;background:#fff;color:#3370ff;font-size:1rem;text-align:center;text-decoration:none;cursor:pointer}li{margin:.3rem 0}";
 
-fn csp_hash(source: &str) -> String {
+pub(crate) fn csp_hash(source: &str) -> String {
     let digest = Sha256::digest(source.as_bytes());
     format!(
         "'sha256-{}'",
@@ -100,7 +100,7 @@ pub fn config_error_page(issues: &[Issue]) -> Response {
 
 /// JSON for a `<script type="application/json">` block: `<`, `>` and `&` escaped so the
 /// block cannot be closed early.
-fn json_block(value: &serde_json::Value) -> String {
+pub(crate) fn json_block(value: &serde_json::Value) -> String {
     value
         .to_string()
         .replace('<', "\\u003c")

@@ -88,6 +88,8 @@ pub enum Route {
     Api,
     /// The default hand-off landing when the platform has none configured.
     LoginComplete,
+    /// `/dingding/setup` and `/dingding/setup/sync`: the admin's set-up page.
+    Setup,
 }
 
 /// Classifies a request by path (and, for `/index.php`, by its PHP-style first query key).
@@ -99,6 +101,7 @@ pub fn route_of(request: &Request) -> Option<Route> {
         "/dingding/login" => Some(Route::QrStart),
         "/dingding/login/complete" => Some(Route::LoginComplete),
         "/dingding/events" => Some(Route::Events),
+        "/dingding/setup" | "/dingding/setup/sync" => Some(Route::Setup),
         "/index.php" => {
             let pairs = request.query_pairs();
             let first = pairs.first().map(|(k, _)| k.as_str());
@@ -117,6 +120,7 @@ fn allowed_methods(route: Route) -> &'static [&'static str] {
     match route {
         Route::Events => &["POST"],
         Route::Api => &["GET", "POST", "DELETE", "PUT"],
+        Route::Setup => &["GET", "HEAD", "POST"],
         _ => &["GET", "HEAD"],
     }
 }
@@ -184,6 +188,7 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
         Route::LoginComplete => Routed::plain(pages::login_complete_page(&settings)),
         Route::Events => events(env, &settings, request),
         Route::Api => crate::web::platform_api::handle(env, &settings, request),
+        Route::Setup => crate::web::setup_page::handle(env, &settings, request),
         login_route => {
             let result = sign_in(env, &settings, login_route, request);
             login(env, &settings, mode, result)
@@ -348,12 +353,16 @@ pub(crate) fn events(env: &mut dyn Env, settings: &Settings, request: &Request) 
     };
     match crate::events::apply::receive(env, settings, &push) {
         Ok(answer) => Routed {
-            response: Response::json(200, &answer.reply),
-            outcome: if answer.changes.is_empty() {
-                Outcome::None
-            } else {
-                Outcome::DirectoryChanged(answer.changes)
+            // The set-up page shows when the subscription last worked.
+            outcome: {
+                crate::setup::note_verified_event(env);
+                if answer.changes.is_empty() {
+                    Outcome::None
+                } else {
+                    Outcome::DirectoryChanged(answer.changes)
+                }
             },
+            response: Response::json(200, &answer.reply),
         },
         Err(failure) => Routed::json_failure(failure),
     }

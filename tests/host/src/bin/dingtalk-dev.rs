@@ -68,9 +68,13 @@ impl Launcher {
 <h1>dingtalk-plugin · local trial</h1><p>The plugin runs at <code>{p}</code> against the DingTalk simulator at <code>{s}</code>.</p>\
 <h2>Sign in as a demo member</h2><table>{rows}</table>\
 <h2>QR / browser login</h2><p><a href=\"{p}/dingding/login\">{p}/dingding/login</a> (the simulator's scan page lets you pick a member)</p>\
-<h2>Platform API</h2><p><a href=\"/setup\">set-up guide and live checks</a> · <a href=\"/sync\">one sync step</a> · <a href=\"/changes\">change log</a></p></body>",
+<h2>Set-up page</h2><p><a href=\"{setup}\">{setup}</a> — the seed's 11 steps with live checks and the 安装钉钉初始化 button; sign in with the API token <code>{t}</code></p>\
+<h2>Platform API</h2><p><a href=\"/setup\">set-up guide (JSON)</a> · <a href=\"/sync\">one sync step</a> · <a href=\"/changes\">change log</a></p></body>",
             p = escape(&self.plugin),
             s = escape(self.sim.base_url()),
+            // The session cookie is Secure: browsers keep it on plain http for localhost only.
+            setup = escape(&format!("{}/dingding/setup", self.plugin.replace("127.0.0.1", "localhost"))),
+            t = escape(&self.token),
         )
     }
 
@@ -285,6 +289,10 @@ fn main() -> Result<()> {
         settings.get("corp_id").cloned().unwrap_or_default()
     );
     println!("QR login:   {plugin}/dingding/login");
+    println!(
+        "set-up page: {}/dingding/setup  (sign in with the API token)",
+        plugin.replace("127.0.0.1", "localhost")
+    );
     if let Some(sim) = sim {
         println!("simulator:  {}", sim.base_url());
         println!("\nOpen {launcher_url}/ to sign in as a demo member (in-app, PC, admin backend, QR).\nPress Ctrl-C to stop.");

@@ -15,7 +15,9 @@ macro_rules! on_both_targets {
     };
 }
 
+mod api_contract;
 mod artifact;
+mod browser;
 mod events_real;
 mod fault_matrix;
 mod flows;

@@ -520,7 +520,15 @@ fn platform_api(kind: Kind) {
     let checks = g["checks"].as_array().expect("checks");
     assert!(!checks.is_empty(), "{g}");
     for c in checks {
-        assert_eq!(c["passed"], true, "live check against the simulator: {c}");
+        // `visible_scope` (unreadable in this build) and `event_subscription` (no push yet) are
+        // ⚠ to check; every check DingTalk answered passes.
+        let to_check =
+            ["visible_scope", "event_subscription"].contains(&c["name"].as_str().unwrap_or(""));
+        let expected = if to_check { "check" } else { "done" };
+        assert_eq!(
+            c["status"], expected,
+            "live check against the simulator: {c}"
+        );
     }
     for secret in [
         "app_secret",
