@@ -282,11 +282,14 @@ pub struct Scope {
     pub authed_user: Vec<String>,
 }
 
-/// Asks DingTalk for the app's contact scope. `None`: this build has no parser for
-/// `GET /auth/scopes`, so the scope is reported as unknown; the one place to call
-/// `contacts::auth_scopes` once it exists.
-fn contact_scope(_client: &mut Client<'_>) -> Option<Result<Scope, ApiError>> {
-    None
+/// Asks DingTalk for the app's contact scope (`GET /auth/scopes`, one call).
+fn contact_scope(client: &mut Client<'_>) -> Option<Result<Scope, ApiError>> {
+    Some(
+        crate::dingtalk::contacts::auth_scopes(client).map(|s| Scope {
+            authed_dept: s.authed_dept,
+            authed_user: s.authed_user,
+        }),
+    )
 }
 
 fn scope_check(found: Option<Result<Scope, ApiError>>) -> Check {
@@ -1178,7 +1181,11 @@ mod tests {
         let ip = by("ip_whitelist");
         assert!(!ip.passed && ip.action.unwrap().contains("198.51.100.9"));
         assert!(!by("sso_secret").passed);
-        assert_eq!(env.requests.len(), 4, "one DingTalk call per check");
+        assert_eq!(
+            env.requests.len(),
+            5,
+            "one DingTalk call per check, the scope included"
+        );
         let printed = serde_json::to_string(&g).unwrap();
         assert!(!printed.contains("app-secret-value") && !printed.contains("sso-secret-value"));
     }

@@ -209,7 +209,9 @@ fn field(pairs: &[(String, String)], name: &str) -> Option<String> {
 pub fn handle(env: &mut dyn Env, settings: &Settings, request: &Request) -> Routed {
     let lang = Lang::of(request);
     if request.body.len() > MAX_BODY {
-        return Routed::page_failure(crate::web::router::body_too_large());
+        return Routed::page_failure(crate::web::router::body_too_large(
+            crate::web::http::MAX_BODY,
+        ));
     }
     if request.method == "POST" && request.header("sec-fetch-site") == Some("cross-site") {
         return Routed::page_failure(Failure::new(
