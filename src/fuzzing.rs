@@ -14,7 +14,16 @@ use std::collections::BTreeMap;
 pub use crate::corps::CorpBinding;
 pub use crate::events::crypto::{CallbackCrypto, CryptoError, Decrypted};
 pub use crate::events::parse::parse_event;
-pub use crate::login::handoff::{mint_ticket, redeem_ticket};
+pub use crate::login::handoff::redeem_ticket;
+
+/// Mints a ticket for `identity` in a fresh code-exchange slot, as a successful login does.
+pub fn mint_ticket(
+    env: &mut dyn Env,
+    identity: &crate::model::Identity,
+) -> Result<String, crate::failure::Failure> {
+    let slot = crate::kv::allocate(env, crate::kv::Series::Code)?;
+    crate::login::handoff::mint_ticket(env, slot, identity)
+}
 pub use crate::notify::{MessageBody, TodoSpec};
 pub use crate::settings::samples::{sample, sample_raw, SAMPLE_SECRETS};
 pub use crate::sync::StepRequest;
@@ -156,7 +165,6 @@ fn inspect_error(e: &ApiError) {
 fn parse_records(v: &Value, depth: u32) {
     let corp = "dingcorp123";
     let user = records::UserRecord::from_json(v);
-    let _ = user.login_email();
     let _ = user.to_member(corp);
     let _ = records::member_from_json(corp, v);
     let _ = records::member_from_list_item(corp, v, 1);
