@@ -21,7 +21,7 @@ pub fn mint_ticket(
     env: &mut dyn Env,
     identity: &crate::model::Identity,
 ) -> Result<String, crate::failure::Failure> {
-    let slot = crate::kv::allocate(env, crate::kv::Series::Code)?;
+    let slot = crate::kv::allocate(env)?;
     crate::login::handoff::mint_ticket(env, slot, identity)
 }
 pub use crate::notify::{MessageBody, TodoSpec};

@@ -5,7 +5,7 @@
 //! Two ways to make a value findable by the sweep, both grouped in one-minute buckets:
 //!
 //! - **Slots** ([`allocate`]): the plugin picks the key. One `increment` of the bucket's counter
-//!   `{series}:{bucket}:n` gives `n`, and the value lives at `{series}:{bucket}:{n}` (its
+//!   `t:{bucket}:n` gives `n`, and the value lives at `t:{bucket}:{n}` (its
 //!   single-use claim at `…:{n}:c`). The counter *is* the registry: the sweep walks `1..=n`.
 //!   A slot costs one write for the counter plus the value's own write; the login's code budget
 //!   is the same counter, so a login's ticket costs nothing extra (src/login/mod.rs).
@@ -33,41 +33,15 @@ const CURSOR_KEY: &str = "sweep:cursor";
 /// Registered keys' series (holds key names, not values).
 const REGISTRY: &str = "gc";
 
-/// A family of slots with the longest lifetime of any value or claim put in them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Series {
-    /// Code exchanges (the per-minute budget) and the ticket a successful one leaves: `t:`.
-    Code,
-    /// QR-login states (R5 → R4): `s:`.
-    State,
-}
-
-impl Series {
-    const ALL: [Series; 2] = [Series::Code, Series::State];
-
-    fn prefix(self) -> &'static str {
-        match self {
-            Series::Code => "t",
-            Series::State => "s",
-        }
-    }
-
-    /// The longest a value in this series must stay readable after its allocation.
-    pub fn max_ttl_ms(self) -> u64 {
-        match self {
-            // A ticket (60 s) minted after DingTalk calls (each at most 8 s, a few per login).
-            Series::Code => 3 * 60_000,
-            // A QR state (10 min) and its claim.
-            Series::State => 11 * 60_000,
-        }
-    }
-}
+/// The key prefix of slots: `t:{bucket}:n` counts them, `t:{bucket}:{n}` holds one.
+const SLOT_PREFIX: &str = "t";
+/// The longest a slot's value must stay readable after its allocation: a ticket (60 s) minted
+/// after the code exchange's DingTalk calls (each at most 8 s, a few per login).
+pub const SLOT_TTL_MS: u64 = 3 * 60_000;
 
 /// A place for one expiring value, found by the sweep through its bucket's counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
-    /// Which series.
-    pub series: Series,
     /// The expiry bucket.
     pub bucket: u64,
     /// The counter value that allocated it (1-based).
@@ -75,9 +49,9 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The value's key, `{series}:{bucket}:{n}`.
+    /// The value's key, `t:{bucket}:{n}`.
     pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.series.prefix(), self.bucket, self.n)
+        format!("{SLOT_PREFIX}:{}:{}", self.bucket, self.n)
     }
 
     /// The key of the value's single-use claim.
@@ -94,21 +68,20 @@ fn counter_key(prefix: &str, bucket: u64) -> String {
     format!("{prefix}:{bucket}:n")
 }
 
-/// Allocates a slot of `series` in the bucket of `now + series.max_ttl_ms()`: one `increment`.
+/// Allocates a slot in the bucket of `now + SLOT_TTL_MS`: one `increment`.
 /// Slots of one bucket are numbered 1, 2, … across every instance, so `n` also counts the
 /// allocations of that minute (what the login's code budget reads).
-pub fn allocate(env: &mut dyn Env, series: Series) -> Result<Slot, KvError> {
-    let bucket = bucket_of(env.now_ms().saturating_add(series.max_ttl_ms()));
-    let n = env.kv_increment(&counter_key(series.prefix(), bucket), 1)?;
+pub fn allocate(env: &mut dyn Env) -> Result<Slot, KvError> {
+    let bucket = bucket_of(env.now_ms().saturating_add(SLOT_TTL_MS));
+    let n = env.kv_increment(&counter_key(SLOT_PREFIX, bucket), 1)?;
     Ok(Slot {
-        series,
         bucket,
         n: n.max(1) as u64,
     })
 }
 
 /// Stores `value` at `slot` until `expires_at_ms` (one write). `expires_at_ms` must not exceed
-/// the allocation time plus the series' `max_ttl_ms`.
+/// the allocation time plus [`SLOT_TTL_MS`].
 pub fn put_slot<T: Serialize>(
     env: &mut dyn Env,
     slot: &Slot,
@@ -213,15 +186,17 @@ fn counter_value(bytes: &[u8]) -> u64 {
     }
 }
 
-/// The series the sweep walks for each bucket, in order (its cursor's phase indexes this).
+/// The counters the sweep walks for each bucket, in order (its cursor's phase indexes this):
+/// registered keys, then slots.
 fn phase_prefix(phase: u8) -> Option<&'static str> {
     match phase {
         0 => Some(REGISTRY),
-        p => Series::ALL.get(usize::from(p) - 1).map(|s| s.prefix()),
+        1 => Some(SLOT_PREFIX),
+        _ => None,
     }
 }
 
-/// Where the sweep stands: the bucket, the series within it and the last index done.
+/// Where the sweep stands: the bucket, the phase within it and the last index done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     bucket: u64,
@@ -366,8 +341,8 @@ pub(crate) mod tests {
     #[test]
     fn a_slot_costs_one_increment_and_its_value_one_set() {
         let mut env = FakeEnv::new();
-        let a = allocate(&mut env, Series::Code).unwrap();
-        let b = allocate(&mut env, Series::Code).unwrap();
+        let a = allocate(&mut env).unwrap();
+        let b = allocate(&mut env).unwrap();
         assert_eq!((a.n, b.n, a.bucket), (1, 2, b.bucket));
         let exp = env.now + 60_000;
         put_slot(&mut env, &b, &"v", exp).unwrap();
@@ -399,22 +374,20 @@ pub(crate) mod tests {
         for i in 0..200 {
             put_expiring(&mut env, &format!("x:{i}"), &i, exp).unwrap();
             claim(&mut env, &format!("c:{i}"), exp).unwrap();
-            let slot = allocate(&mut env, Series::Code).unwrap();
+            let slot = allocate(&mut env).unwrap();
             put_slot(&mut env, &slot, &i, exp).unwrap();
             claim_slot(&mut env, &slot).unwrap();
-            let state = allocate(&mut env, Series::State).unwrap();
-            put_slot(&mut env, &state, &i, exp).unwrap();
         }
         assert_eq!(get_live::<i32>(&mut env, "x:5").unwrap(), Some(5));
         assert!(env.kv.len() > 1000);
         env.now += 61_000;
         assert_eq!(get_live::<i32>(&mut env, "x:5").unwrap(), None);
         assert_eq!(sweep(&mut env).unwrap(), 0, "nothing has closed yet");
-        env.now += Series::State.max_ttl_ms() + SKEW_MARGIN_MS + 2 * BUCKET_MS;
+        env.now += SLOT_TTL_MS + SKEW_MARGIN_MS + 2 * BUCKET_MS;
         let (deleted, calls) = sweep_all(&mut env);
         assert_eq!(
-            deleted, 800,
-            "200 values, claims, tickets (with their claims) and states"
+            deleted, 600,
+            "200 values, claims and tickets (with their claims)"
         );
         assert!(calls > 10, "in bounded slices: {calls}");
         assert_eq!(

@@ -11,6 +11,8 @@
 use super::ID_BYTES;
 use crate::env::{random_id, Env};
 use crate::secret::AppSecret;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -23,6 +25,8 @@ pub enum Purpose {
     Inapp,
     /// R5 → R4: the browser that started a QR login.
     Qr,
+    /// R5 → R4: the QR login's `state` itself (the corp, where to land, the binding's hash).
+    QrState,
 }
 
 impl Purpose {
@@ -30,6 +34,7 @@ impl Purpose {
         match self {
             Purpose::Inapp => "inapp",
             Purpose::Qr => "qr",
+            Purpose::QrState => "qr-state",
         }
     }
 }
@@ -103,6 +108,38 @@ pub fn verify(
     Some(expires_ms)
 }
 
+/// `payload` signed for `purpose`: `base64url(payload).tag` (tag: HMAC-SHA256, hex). URL- and
+/// cookie-safe; the payload is readable by whoever holds the value, so it must hold no secret.
+pub fn sign(secret: &AppSecret, purpose: Purpose, payload: &[u8]) -> String {
+    let body = URL_SAFE_NO_PAD.encode(payload);
+    let tag = payload_mac(secret, purpose, &body).finalize().into_bytes();
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{body}.{tag}")
+}
+
+/// The payload of a value [`sign`] made for `purpose` under `secret`; `None` for anything
+/// longer than `max_len`, malformed, altered or signed for another purpose or key.
+pub fn open(secret: &AppSecret, purpose: Purpose, value: &str, max_len: usize) -> Option<Vec<u8>> {
+    if value.len() > max_len {
+        return None;
+    }
+    let (body, tag) = value.split_once('.')?;
+    if tag.len() != 64 {
+        return None;
+    }
+    let tag: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(tag.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    payload_mac(secret, purpose, body).verify_slice(&tag).ok()?;
+    URL_SAFE_NO_PAD.decode(body).ok()
+}
+
+fn payload_mac(secret: &AppSecret, purpose: Purpose, body: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(&key(secret)).expect("HMAC accepts any key length");
+    mac.update(format!("{}|payload|{body}", purpose.label()).as_bytes());
+    mac
+}
+
 /// A `Set-Cookie` value for a `__Host-` cookie: `Path=/`, no `Domain`, `Secure`, `HttpOnly`,
 /// `SameSite=Lax` (top-level navigations from DingTalk still carry it).
 pub fn host_cookie(name: &str, value: &str, max_age_s: u64) -> String {
@@ -154,6 +191,44 @@ mod tests {
             );
         }
         assert!(!v.contains("app-secret"));
+    }
+
+    #[test]
+    fn signed_payloads_open_only_unaltered_for_their_purpose_and_key() {
+        let secret = AppSecret::new("app-secret-value-123456");
+        let v = sign(&secret, Purpose::QrState, br#"{"c":"dingA"}"#);
+        assert_eq!(
+            open(&secret, Purpose::QrState, &v, 200).as_deref(),
+            Some(&br#"{"c":"dingA"}"#[..])
+        );
+        assert!(v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        let other = AppSecret::new("another-secret-value-1");
+        let (body, tag) = v.split_once('.').unwrap();
+        let altered = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(br#"{"c":"dingB"}"#));
+        for (key, purpose, value, max) in [
+            (&other, Purpose::QrState, v.as_str(), 200),
+            (&secret, Purpose::Qr, v.as_str(), 200),
+            (&secret, Purpose::QrState, v.as_str(), v.len() - 1),
+            (&secret, Purpose::QrState, altered.as_str(), 200),
+            (&secret, Purpose::QrState, body, 200),
+            (
+                &secret,
+                Purpose::QrState,
+                &format!("{body}.{}", &tag[..62]),
+                200,
+            ),
+            (
+                &secret,
+                Purpose::QrState,
+                &format!("{body}.{}é", &tag[..62]),
+                200,
+            ),
+            (&secret, Purpose::QrState, "", 200),
+        ] {
+            assert_eq!(open(key, purpose, value, max), None, "{value}");
+        }
     }
 
     #[test]

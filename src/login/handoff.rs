@@ -11,7 +11,7 @@
 use super::SlotId;
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::kv::{self, Series, Slot};
+use crate::kv::{self, Slot};
 use crate::model::Identity;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -108,7 +108,7 @@ fn ticket_gone() -> Failure {
 /// Redeems a ticket: the identity once (one read, one `increment`), then 410 forever. A
 /// ticket id without its secret neither reads nor spends the ticket.
 pub fn redeem_ticket(env: &mut dyn Env, ticket: &str) -> Result<Identity, Failure> {
-    let Some(id) = SlotId::parse(Series::Code, ticket.trim()) else {
+    let Some(id) = SlotId::parse(ticket.trim()) else {
         return Err(Failure::new(
             404,
             "ticket_unknown",
@@ -180,7 +180,7 @@ mod tests {
     }
 
     fn minted(env: &mut FakeEnv) -> String {
-        let slot = kv::allocate(env, Series::Code).unwrap();
+        let slot = kv::allocate(env).unwrap();
         mint_ticket(env, slot, &identity()).unwrap()
     }
 
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn a_ticket_costs_one_set_and_its_redeem_one_increment() {
         let mut env = FakeEnv::new();
-        let slot = kv::allocate(&mut env, Series::Code).unwrap();
+        let slot = kv::allocate(&mut env).unwrap();
         env.kv_ops.clear();
         let t = mint_ticket(&mut env, slot, &identity()).unwrap();
         redeem_ticket(&mut env, &t).unwrap();

@@ -16,10 +16,9 @@ use crate::dingtalk::{contacts, Client, Problem};
 use crate::directory::mirror;
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::kv::{self, Series, Slot};
+use crate::kv::{self, Slot};
 use crate::model::{CorpOption, Identity};
 use crate::settings::{CorpApp, Edition, Settings};
-use subtle::ConstantTimeEq;
 
 /// Length in bytes of every random id a login flow issues (binding nonces, JSAPI page nonces).
 pub(crate) const ID_BYTES: usize = 24;
@@ -66,7 +65,7 @@ pub type LoginResult = Result<LoginStep, Failure>;
 /// [`Slot`] where a successful login's ticket is stored, so the budget costs the login no
 /// write of its own: one `increment` in all.
 pub(crate) fn spend_code_budget(env: &mut dyn Env, settings: &Settings) -> Result<Slot, Failure> {
-    let slot = kv::allocate(env, Series::Code)?;
+    let slot = kv::allocate(env)?;
     if slot.n > u64::from(settings.login_code_budget_per_minute) {
         return Err(Failure::new(
             429,
@@ -78,14 +77,14 @@ pub(crate) fn spend_code_budget(env: &mut dyn Env, settings: &Settings) -> Resul
     Ok(slot)
 }
 
-/// A single-use id handed to a browser or to the platform (a ticket, a QR `state`): where its
-/// record lives (a [`Slot`], so it needs no registry entry) and a 128-bit random secret only
-/// the holder knows. 48 hex digits: bucket (8), slot number (8), secret (32).
+/// A ticket's id, handed to the platform: where its record lives (a [`Slot`], so it needs no
+/// registry entry) and a 128-bit random secret only the holder knows (the record is sealed
+/// under a key derived from it, src/login/handoff.rs). 48 hex digits: bucket (8), slot number (8), secret (32).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct SlotId {
     /// Where the record lives.
     pub slot: Slot,
-    /// The holder's secret; the record keeps only a check value derived from it.
+    /// The holder's secret; the record is sealed under a key derived from it.
     pub secret: [u8; 16],
 }
 
@@ -114,8 +113,8 @@ impl SlotId {
         out
     }
 
-    /// Reads an id of `series`; `None` for anything this plugin did not format.
-    pub fn parse(series: Series, text: &str) -> Option<SlotId> {
+    /// Reads an id; `None` for anything this plugin did not format.
+    pub fn parse(text: &str) -> Option<SlotId> {
         if !is_token_shaped(text) || !text.is_char_boundary(16) {
             return None;
         }
@@ -129,24 +128,9 @@ impl SlotId {
             *b = u8::from_str_radix(text.get(16 + 2 * i..18 + 2 * i)?, 16).ok()?;
         }
         Some(SlotId {
-            slot: Slot { series, bucket, n },
+            slot: Slot { bucket, n },
             secret,
         })
-    }
-
-    /// Stored with the record to recognise the holder (SHA-256 of the secret, hex).
-    pub fn check(&self) -> String {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(self.secret)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    /// Whether `stored` is this id's [`check`](SlotId::check), in constant time.
-    pub fn matches(&self, stored: &str) -> bool {
-        let mine = self.check();
-        mine.len() == stored.len() && bool::from(mine.as_bytes().ct_eq(stored.as_bytes()))
     }
 }
 
@@ -399,23 +383,19 @@ mod tests {
     #[test]
     fn slot_ids_round_trip_and_refuse_anything_else() {
         let mut env = crate::testing::FakeEnv::new();
-        let slot = kv::allocate(&mut env, Series::State).unwrap();
+        let slot = kv::allocate(&mut env).unwrap();
         let id = SlotId::new(&mut env, slot);
         let text = id.text();
         assert_eq!(text.len(), 48);
-        let back = SlotId::parse(Series::State, &text).unwrap();
+        let back = SlotId::parse(&text).unwrap();
         assert_eq!(back, id);
-        assert!(back.matches(&id.check()));
-        let mut other = id.clone();
-        other.secret[0] ^= 1;
-        assert!(!other.matches(&id.check()));
         for bad in [
             "",
             "zz",
             &"g".repeat(48),
             &format!("{}00000000{}", &text[..8], &text[16..]),
         ] {
-            assert!(SlotId::parse(Series::State, bad).is_none(), "{bad}");
+            assert!(SlotId::parse(bad).is_none(), "{bad}");
         }
         assert!(
             !format!("{id:?}").contains(&text[16..]),

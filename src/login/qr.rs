@@ -9,13 +9,12 @@
 use super::browser::{self, Purpose};
 use super::{
     check_code, complete_profile, corp_options, first_binding_rule, safe_return_to,
-    spend_code_budget, LoginResult, LoginStep, SlotId,
+    spend_code_budget, LoginResult, LoginStep,
 };
 use crate::corps;
 use crate::dingtalk::{contacts, oauth, Client, Endpoints};
-use crate::env::Env;
+use crate::env::{random_id, Env};
 use crate::failure::Failure;
-use crate::kv::{self, Series};
 use crate::model::{Identity, Via};
 use crate::secret::PlatformToken;
 use crate::settings::{Edition, Settings};
@@ -53,14 +52,20 @@ pub struct CallbackRequest {
     pub binding_cookie: Option<String>,
 }
 
-/// A state's record, in its slot: the corp whose app the login goes through, where to land,
-/// the browser binding, and the check value of the state's secret.
+/// A state's record, signed into the state itself: the corp whose app the login goes through,
+/// where to land, the browser binding's check value, a nonce, and the expiry.
 #[derive(Serialize, Deserialize)]
 struct LoginState {
+    #[serde(rename = "c")]
     corp_id: String,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     return_to: Option<String>,
+    #[serde(rename = "b")]
     binding: String,
-    check: String,
+    #[serde(rename = "n")]
+    nonce: String,
+    #[serde(rename = "e")]
+    expires_ms: u64,
 }
 
 /// The binding id for this browser: the one it presents when the plugin signed it and it
@@ -88,8 +93,9 @@ fn qr_disabled() -> Failure {
 }
 
 /// R5: the organisation picker (commercial edition, no `corpId`, several corps served), else a
-/// fresh single-use `state` bound to the corp and this browser, then off to DingTalk's login
-/// page with that corp's app. Two key-value writes (the state's slot and its record).
+/// fresh `state` bound to the corp and this browser, then off to DingTalk's login page with that
+/// corp's app. No key-value write: the state is signed and carries its own record
+/// ([`LoginState`]), so an anonymous page view costs the store nothing.
 pub fn start(env: &mut dyn Env, settings: &Settings, request: StartRequest) -> LoginResult {
     if !settings.qr_login_enabled {
         return Err(qr_disabled());
@@ -110,17 +116,16 @@ pub fn start(env: &mut dyn Env, settings: &Settings, request: StartRequest) -> L
     }
     let app = corps::resolve(env, settings, named)?;
     let binding = binding_for(env, settings, request.binding_cookie);
-    let slot = kv::allocate(env, Series::State)?;
-    let id = SlotId::new(env, slot);
     let record = LoginState {
         corp_id: app.corp_id.clone(),
         return_to: safe_return_to(request.return_to),
-        binding: binding.clone(),
-        check: id.check(),
+        binding: binding_check(&binding),
+        nonce: random_id(env, 8),
+        expires_ms: env.now_ms() + STATE_TTL_MS,
     };
-    let expires = env.now_ms() + STATE_TTL_MS;
-    kv::put_slot(env, &id.slot, &record, expires)?;
-    let state = id.text();
+    // Strings and a number always serialise; an empty payload would only fail closed at R4.
+    let payload = serde_json::to_vec(&record).unwrap_or_default();
+    let state = browser::sign(&settings.corp.app_secret, Purpose::QrState, &payload);
     let redirect_uri = settings.site_path("/dingding/dd_or_code_corp_list");
     let pairs = [
         ("redirect_uri", redirect_uri.as_str()),
@@ -140,14 +145,37 @@ pub fn start(env: &mut dyn Env, settings: &Settings, request: StartRequest) -> L
     })
 }
 
+/// What a state records of the browser's binding: a SHA-256 prefix (hex), so the state, which
+/// passes through DingTalk and the address bar, never carries the cookie's value.
+fn binding_check(binding: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(binding.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A `Set-Cookie` value that removes the binding cookie: sent with every R4 answer (signed in,
+/// cancelled or failed), so the browser cannot present the same state again (its one use,
+/// RFC 9700 §4.7.1).
+pub fn clear_binding_cookie() -> String {
+    browser::host_cookie(BINDING_COOKIE, "", 0)
+}
+
 fn state_failure(code: &str, en: &str, zh: &str) -> Failure {
     Failure::bad_request(code, en, zh)
 }
 
-/// Verifies and consumes `state` against the browser's binding cookie: one read, one
-/// `increment` (the claim).
-fn consume_state(
+/// The longest `state` accepted: the signed record with a 1,024-byte `return_to`, in base64.
+const STATE_MAX_LEN: usize = 2_048;
+
+/// Verifies `state` against the browser's binding cookie. No key-value work: the state is a
+/// signed record; its one use is the browser's (R4 clears the binding cookie) and
+/// DingTalk's (an authorization code is accepted once).
+/// R4's answer always clears the binding cookie ([`clear_binding_cookie`]).
+fn verify_state(
     env: &mut dyn Env,
+    settings: &Settings,
     state: Option<&str>,
     cookie: Option<&str>,
 ) -> Result<LoginState, Failure> {
@@ -165,31 +193,28 @@ fn consume_state(
             "该登录链接已过期或已被使用，请从平台登录页重新发起钉钉登录。",
         )
     };
-    let Some(id) = SlotId::parse(Series::State, state) else {
-        return Err(expired());
-    };
+    let record = browser::open(
+        &settings.corp.app_secret,
+        Purpose::QrState,
+        state,
+        STATE_MAX_LEN,
+    )
+    .and_then(|payload| serde_json::from_slice::<LoginState>(&payload).ok())
+    .filter(|r| r.expires_ms > env.now_ms())
+    .ok_or_else(expired)?;
     let Some(cookie) = cookie else {
         return Err(state_failure(
             "state_cookie_missing",
-            "This browser did not start this sign-in (its sign-in cookie is missing). Start again in the same browser, and allow cookies for this site.",
-            "此浏览器没有发起该登录（缺少登录 Cookie）。请在同一浏览器中重新发起，并允许本站使用 Cookie。",
+            "This browser did not start this sign-in, or already finished it (its sign-in cookie is missing). Start again in the same browser, and allow cookies for this site.",
+            "此浏览器没有发起该登录或已完成该登录（缺少登录 Cookie）。请在同一浏览器中重新发起，并允许本站使用 Cookie。",
         ));
     };
-    let Some(record) = kv::get_slot::<LoginState>(env, &id.slot)? else {
-        return Err(expired());
-    };
-    if !id.matches(&record.check) {
-        return Err(expired());
-    }
-    if !PlatformToken::new(record.binding.clone()).matches(cookie) {
+    if !PlatformToken::new(record.binding.clone()).matches(&binding_check(cookie)) {
         return Err(state_failure(
             "state_mismatch",
             "This sign-in was started in another browser. Start the DingTalk sign-in again here.",
             "该登录由其他浏览器发起，请在此浏览器中重新发起钉钉登录。",
         ));
-    }
-    if !kv::claim_slot(env, &id.slot)? {
-        return Err(expired());
     }
     Ok(record)
 }
@@ -217,12 +242,6 @@ fn not_a_member(corp_name: &str) -> Failure {
 /// `getbyunionid`); the profile comes from the directory mirror.
 pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest) -> LoginResult {
     if let Some(error) = request.error {
-        // Consume the state so the link cannot be reused; the outcome is the same either way.
-        let _ = consume_state(
-            env,
-            request.state.as_deref(),
-            request.binding_cookie.as_deref(),
-        );
         let shown: String = error.chars().take(64).collect();
         return Err(Failure::new(
             403,
@@ -234,8 +253,9 @@ pub fn callback(env: &mut dyn Env, settings: &Settings, request: CallbackRequest
     if !settings.qr_login_enabled {
         return Err(qr_disabled());
     }
-    let state = consume_state(
+    let state = verify_state(
         env,
+        settings,
         request.state.as_deref(),
         request.binding_cookie.as_deref(),
     )?;
@@ -378,7 +398,7 @@ mod tests {
             env.now
         )
         .is_some());
-        let planted_fails = consume_state(&mut env, Some(&state), Some(&planted));
+        let planted_fails = verify_state(&mut env, &s, Some(&state), Some(&planted));
         assert_eq!(
             planted_fails.err().map(|f| f.code),
             Some("state_mismatch".into())
@@ -386,11 +406,42 @@ mod tests {
         // A second tab of the same browser keeps its (signed, live) binding.
         let (again, state2) = started(&mut env, &s, Some(issued.clone()));
         assert_eq!(again, issued);
-        assert!(consume_state(&mut env, Some(&state2), Some(&issued)).is_ok());
+        assert!(verify_state(&mut env, &s, Some(&state2), Some(&issued)).is_ok());
         // A binding near its end is replaced, so it outlives the state it binds.
         env.now += BINDING_TTL_MS - STATE_TTL_MS;
         let (renewed, _) = started(&mut env, &s, Some(issued.clone()));
         assert_ne!(renewed, issued);
+    }
+
+    #[test]
+    fn a_state_is_signed_expires_and_carries_no_cookie_value() {
+        let mut env = FakeEnv::new();
+        let mut s = sample();
+        s.qr_login_enabled = true;
+        let (cookie, state) = started(&mut env, &s, None);
+        assert!(!state.contains(&cookie) && !state.contains("app-secret"));
+        assert_eq!(env.kv.len(), 0, "R5 writes nothing");
+        let ok = verify_state(&mut env, &s, Some(&state), Some(&cookie)).ok();
+        assert_eq!(ok.map(|r| r.corp_id), Some("dingcorp123".to_string()));
+        // Altered (one character of the payload), signed under another AppSecret, or expired.
+        let mut altered = state.clone().into_bytes();
+        altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        let mut other = sample();
+        other.qr_login_enabled = true;
+        other.corp.app_secret = crate::secret::AppSecret::new("a-different-app-secret-1");
+        let (_, foreign) = started(&mut env, &other, None);
+        for bad in [
+            altered.as_str(),
+            foreign.as_str(),
+            &state[..state.len() - 1],
+        ] {
+            let refused = verify_state(&mut env, &s, Some(bad), Some(&cookie));
+            assert_eq!(refused.err().map(|f| f.code), Some("state_invalid".into()));
+        }
+        env.now += STATE_TTL_MS;
+        let expired = verify_state(&mut env, &s, Some(&state), Some(&cookie));
+        assert_eq!(expired.err().map(|f| f.code), Some("state_invalid".into()));
     }
 
     /// Commercial settings with SMS ready and corp `dingB` bound (its record as `corps` stores it).
@@ -399,7 +450,7 @@ mod tests {
         s.qr_login_enabled = true;
         s.edition = Edition::Commercial;
         s.sms_enabled = true;
-        kv::put_json(
+        crate::kv::put_json(
             env,
             "corp:dingB",
             &serde_json::json!({"corp_id": "dingB", "corp_name": "乙公司", "agent_id": "2",

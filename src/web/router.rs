@@ -191,7 +191,15 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
         Route::Setup => crate::web::setup_page::handle(env, &settings, request),
         login_route => {
             let result = sign_in(env, &settings, login_route, request);
-            login(env, &settings, mode, result)
+            let mut routed = login(env, &settings, mode, result);
+            if login_route == Route::QrCallback {
+                // R4 ends the login in this browser whatever the outcome: the state's one use
+                // there (src/login/qr.rs, verify_state).
+                routed.response = routed
+                    .response
+                    .header("set-cookie", &qr::clear_binding_cookie());
+            }
+            routed
         }
     };
     if writes(route, request) {
@@ -205,11 +213,11 @@ fn dispatch(env: &mut dyn Env, raw: &RawSettings, request: &Request, mode: Mode)
 }
 
 /// Whether a request may write to the key-value store, and so pays a slice of the sweep: code
-/// exchanges, QR starts and callbacks, events, and the platform API's non-GET calls.
+/// exchanges (R1–R3 with `code`, R4), events, and the platform API's non-GET calls.
 fn writes(route: Route, request: &Request) -> bool {
     match route {
         Route::InappMobile | Route::InappPc | Route::AdminSso => request.param("code").is_some(),
-        Route::QrStart | Route::QrCallback | Route::Events => true,
+        Route::QrCallback | Route::Events => true,
         Route::Api => request.method != "GET" && request.method != "HEAD",
         // The default landing page, and any read-only route added later.
         _ => false,
@@ -596,6 +604,11 @@ mod tests {
             Mode::Http,
         );
         assert_eq!(r.response.status, 200);
+        // Nor does the QR login's start (self-use edition): its state is signed, not stored.
+        let mut raw = raw;
+        raw.insert("qr_login_enabled".into(), "true".into());
+        let r = handle(&mut env, &raw, &get("/dingding/login", None), Mode::Http);
+        assert_eq!(r.response.status, 302);
         assert!(env.kv_ops.is_empty(), "{:?}", env.kv_ops);
         assert!(env.requests.is_empty());
     }
@@ -683,6 +696,11 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(&r.response.body)
             );
+            let cleared = r.response.get_header("set-cookie").unwrap_or_default();
+            assert!(
+                cleared.starts_with("__Host-dd_login=;") && cleared.contains("Max-Age=0"),
+                "a completed login clears the binding: {cleared}"
+            );
             redeem(env, &raw, &location(&r))
         };
         let _ = qr(&mut env);
@@ -701,15 +719,8 @@ mod tests {
         );
         assert_eq!(
             writes(&env),
-            [
-                "increment s",
-                "set s",
-                "increment s",
-                "increment t",
-                "set t",
-                "increment t"
-            ],
-            "state slot and record, state claim, budget/slot, ticket, redeem claim"
+            ["increment t", "set t", "increment t"],
+            "budget/slot, ticket, redeem claim: the state is signed, not stored"
         );
         assert_eq!(
             (id.userid.as_str(), id.dept_ids.as_slice()),

@@ -255,8 +255,8 @@ fn qr_login_end_to_end(kind: Kind) {
         Some(format!("{SITE_URL}/dingding/dd_or_code_corp_list"))
     );
     assert!(
-        !loc.contains("forms/42"),
-        "return_to stays server-side: {loc}"
+        query_param(loc, "return_to").is_none() && !loc.contains("forms%2F42"),
+        "return_to travels only inside the signed state: {loc}"
     );
     let started = f.http.get("/dingding/login");
     let line = started.set_cookie_line(QR_COOKIE).expect("binding cookie");
@@ -294,16 +294,19 @@ fn qr_login_end_to_end(kind: Kind) {
     assert_eq!(id["return_to"], "/forms/42");
     assert_eq!(ids(&id["dept_ids"]), BTreeSet::from([2]));
 
-    // The same callback again (replayed state, even with a fresh code): refused.
-    let replay = qr_callback(
-        &f.http,
-        &f.sim,
-        &start.state,
-        "demoUnionWangwu00001iE",
-        Some(&start.cookie),
+    // The completed login cleared the binding cookie, so this browser cannot use the state again;
+    // and the same callback replayed with the old cookie meets DingTalk's single-use code.
+    let cleared = done.set_cookie_line(QR_COOKIE).unwrap_or_default();
+    f.check(
+        cleared.contains("Max-Age=0"),
+        &format!("binding cleared: {done}"),
     );
+    let replay = f.http.get(&callback);
     f.check(replay.status == 400, &format!("replayed state: {replay}"));
-    assert!(replay.page_has_code("state_invalid"), "{replay}");
+    assert!(replay.page_has_code("state_cookie_missing"), "{replay}");
+    let replay = f.http.get_with_cookie(&callback, &start.cookie);
+    f.check(replay.status == 400, &format!("replayed code: {replay}"));
+    assert!(replay.page_has_code("code_invalid"), "{replay}");
 }
 
 fn qr_state_is_single_use_and_bound_to_the_browser(kind: Kind) {
@@ -349,9 +352,19 @@ fn qr_state_is_single_use_and_bound_to_the_browser(kind: Kind) {
     f.check(ok.status == 302, &format!("the owner's callback: {ok}"));
     let id = redeem(&f.http, &ticket_of(&ok)).json();
     assert_eq!(id["via"], "qr");
-    let replay = qr_callback(&f.http, &f.sim, &a.state, union, Some(&a.cookie));
+    // Its one use in this browser: the binding cookie is cleared with the sign-in.
+    let cleared = ok.set_cookie_line(QR_COOKIE).unwrap_or_default();
+    assert!(cleared.contains("Max-Age=0"), "{ok}");
+    let replay = qr_callback(&f.http, &f.sim, &a.state, union, None);
     assert_eq!(replay.status, 400, "used state: {replay}");
-    assert!(replay.page_has_code("state_invalid"), "{replay}");
+    assert!(replay.page_has_code("state_cookie_missing"), "{replay}");
+    // A state altered in one character, or expired, is refused whatever the cookie.
+    let mut altered = a.state.clone().into_bytes();
+    altered[5] = if altered[5] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let r = qr_callback(&f.http, &f.sim, &altered, union, Some(&a.cookie));
+    assert_eq!(r.status, 400, "altered state: {r}");
+    assert!(r.page_has_code("state_invalid"), "{r}");
 }
 
 fn qr_cancel_and_open_redirect(kind: Kind) {
@@ -373,11 +386,17 @@ fn qr_cancel_and_open_redirect(kind: Kind) {
         &format!("cancelled: {cancelled}"),
     );
     assert!(cancelled.body.contains("access_denied"), "{cancelled}");
-    let after = qr_callback(&f.http, &f.sim, &s.state, union, Some(&s.cookie));
+    let cleared = cancelled.set_cookie_line(QR_COOKIE).unwrap_or_default();
+    assert!(
+        cleared.contains("Max-Age=0"),
+        "cancelling clears the binding: {cancelled}"
+    );
+    let after = qr_callback(&f.http, &f.sim, &s.state, union, None);
     assert_eq!(
         after.status, 400,
         "a cancelled state cannot be used: {after}"
     );
+    assert!(after.page_has_code("state_cookie_missing"), "{after}");
 
     // An open redirect in return_to is dropped; a same-origin path is kept.
     for (given, kept) in [
