@@ -10,11 +10,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Cache, CacheConfig, Config, Engine};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
 
 /// How often the ticker thread advances the engine's epoch: the granularity of deadlines.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
+/// Component instances alive at once, across every host in the process (tests run in parallel,
+/// scale-out tests race 16 requests per instance).
+const POOL_INSTANCES: u32 = 1_000;
+/// The largest linear memory a pooled instance may grow to; each store's own limit
+/// ([`crate::host::DEFAULT_MEMORY_LIMIT`] unless set) applies below it.
+const POOL_MAX_MEMORY: usize = 1 << 30;
 
 /// A compiled component, plus its pre-linked forms once linking succeeded.
 pub(crate) struct Compiled {
@@ -41,6 +49,21 @@ pub(crate) fn engine() -> Result<Engine> {
     }
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // Instances come from a pool of pre-reserved slots: no mmap/munmap per request (a fresh
+    // instance per request is the platform's model; the on-demand allocator spent a fifth of
+    // the event path in the kernel mapping and unmapping linear memory).
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 8)
+        .max_memory_size(POOL_MAX_MEMORY);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // `DINGTALK_HOST_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf report` names the guest's
+    // functions (the benchmark's event profile, README "Benchmark").
+    if std::env::var_os("DINGTALK_HOST_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // Compiled code is cached on disk, so each test binary does not compile the component anew.
     let mut cache = CacheConfig::new();
     cache.with_directory(crate::artifact::target_dir().join("wasmtime-cache"));

@@ -3,7 +3,7 @@
 
 use crate::bindings::generated::wasi::keyvalue::{atomics, store};
 use crate::host::StoreState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,7 +32,7 @@ struct KvInner {
     list_keys: AtomicU64,
     increments: AtomicU64,
     /// Every guest operation, in order (1-based index = position + 1), bounded.
-    log: Mutex<Vec<KvOp>>,
+    log: Mutex<VecDeque<KvOp>>,
     /// Guest operations so far (all kinds), the index [`Kv::fail_op`] counts in.
     ops: AtomicU64,
     faults: Mutex<Vec<ArmedFault>>,
@@ -262,9 +262,11 @@ impl Kv {
         {
             let mut log = lock(&self.inner.log);
             if log.len() >= OP_LOG_LIMIT {
-                log.remove(0);
+                // A ring: dropping the oldest is O(1) (a Vec's `remove(0)` moved 4,096 entries
+                // on every operation, 15% of the benchmark's event time).
+                log.pop_front();
             }
-            log.push(entry.clone());
+            log.push_back(entry.clone());
         }
         let mut faults = lock(&self.inner.faults);
         let at = faults.iter().position(|f| match &f.target {
