@@ -128,7 +128,8 @@ struct SyncCall {
 }
 
 /// `POST /dingding/setup/sync`: JSON from the page's script (one step, answered with the
-/// [`SyncView`]), or the button's form without JavaScript (one step, then back to the page).
+/// [`SyncView`](setup::SyncView)), or the button's form without JavaScript (one step, then back
+/// to the page).
 fn sync(
     env: &mut dyn Env,
     settings: &Settings,
