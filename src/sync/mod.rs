@@ -205,7 +205,7 @@ pub struct StepRequest {
 /// the first step that looked (then ask [`contacts::auth_scopes`]). `authed_dept == [1]` is the
 /// whole organisation; otherwise the subtrees of `authed_dept` plus the members of
 /// `authed_user`, and the rest of the org is neither synced nor deactivated.
-#[allow(dead_code)] // Read by the set-up guide (setup.rs) to say which part of the org is visible.
+#[allow(dead_code)] // Read by the set-up guide (setup/checks.rs) to say which part of the org is visible.
 pub fn visible_scope(env: &mut dyn Env, corp_id: &str) -> Result<Option<AuthScopes>, Failure> {
     let keys = Keys {
         corp: corp_id.to_string(),

@@ -1,6 +1,6 @@
 //! DingTalk's event deadline (issue 10.6) on both hosts: DingTalk counts an answer later than
 //! 1,500 ms as a failed push and retries it, so the plugin answers once the event's ids are
-//! queued and records the details later (`src/events/queue.rs`). The simulator measures each
+//! queued and records the details later (`src/events/queue/`). The simulator measures each
 //! answer against the deadline (`EventDelivery::accepted`) and slows `user/get` on demand.
 //!
 //! Also an in-process throughput measurement of the event path (ignored by default; issue 12):
