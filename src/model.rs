@@ -200,8 +200,9 @@ enum ChangeKind {
     AdminRevoked,
 }
 
-/// A field the variant needs, or serde's "missing field" error.
-fn required<T, E: Error>(value: Option<T>, name: &'static str) -> Result<T, E> {
+/// A field an enum variant needs, or serde's "missing field" error (for enums read through a
+/// flat record of optional fields, as [`DirectoryChange`]).
+pub(crate) fn required<T, E: Error>(value: Option<T>, name: &'static str) -> Result<T, E> {
     value.ok_or_else(|| E::missing_field(name))
 }
 
