@@ -13,6 +13,7 @@
 //! origin as `site_url`.
 use crate::dingtalk::records::valid_userid;
 use crate::failure::Failure;
+use crate::model::required;
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +77,9 @@ pub struct TodoRef {
     pub created: bool,
 }
 
-/// A work-notification body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A work-notification body. JSON: the variant's fields beside a snake_case `type`; read
+/// through [`BodyFields`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MessageBody {
     /// Plain text.
@@ -103,6 +105,59 @@ pub enum MessageBody {
         /// Platform path or same-origin URL.
         url: String,
     },
+}
+
+/// A [`MessageBody`] as read: its `type` and every variant's fields, each optional; read
+/// straight through instead of buffered like serde's internally tagged enums (as
+/// [`crate::model::DirectoryChange`]), with the same errors.
+#[derive(Deserialize)]
+struct BodyFields {
+    #[serde(rename = "type")]
+    kind: BodyKind,
+    content: Option<String>,
+    title: Option<String>,
+    text: Option<String>,
+    markdown: Option<String>,
+    button_title: Option<String>,
+    url: Option<String>,
+}
+
+/// The `type` of a [`MessageBody`].
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BodyKind {
+    Text,
+    Markdown,
+    ActionCard,
+}
+
+impl<'de> Deserialize<'de> for MessageBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let BodyFields {
+            kind,
+            content,
+            title,
+            text,
+            markdown,
+            button_title,
+            url,
+        } = BodyFields::deserialize(deserializer)?;
+        Ok(match kind {
+            BodyKind::Text => MessageBody::Text {
+                content: required(content, "content")?,
+            },
+            BodyKind::Markdown => MessageBody::Markdown {
+                title: required(title, "title")?,
+                text: required(text, "text")?,
+            },
+            BodyKind::ActionCard => MessageBody::ActionCard {
+                title: required(title, "title")?,
+                markdown: required(markdown, "markdown")?,
+                button_title: required(button_title, "button_title")?,
+                url: required(url, "url")?,
+            },
+        })
+    }
 }
 pub(super) fn invalid(code: &str, en: impl Into<String>, zh: impl Into<String>) -> Failure {
     Failure::bad_request(code, en, zh)

@@ -103,7 +103,7 @@ use crate::model::{Department, DirectoryChange, Member};
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 mod lease;
 mod phases;

@@ -47,6 +47,18 @@ fn the_allow_list_rejects_host_specific_imports() {
     assert!(allowed("wasi:cli/environment@0.2.0"));
 }
 
+/// The release component stays within 1 MiB (issue 12): README "Benchmark" says where the bytes
+/// go and which choices keep it there.
+#[test]
+fn the_component_fits_in_one_mebibyte() -> Result<()> {
+    let size = std::fs::metadata(component_path())?.len();
+    assert!(
+        size <= 1 << 20,
+        "the component is {size} bytes, over 1 MiB (1,048,576 bytes)"
+    );
+    Ok(())
+}
+
 #[test]
 fn imports_are_portable() -> Result<()> {
     let path = component_path();
