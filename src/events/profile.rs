@@ -117,6 +117,17 @@ fn event_path_profile() {
         "throughput (native, in-memory store)",
         1e6 / total
     );
+    // The operations of one event on a warm store (the 1,001st), in order.
+    let mut one = FakeEnv::new();
+    for request in &requests[..1_000] {
+        router::handle(&mut one, &raw, request, Mode::Http);
+    }
+    one.kv_ops.clear();
+    router::handle(&mut one, &raw, &requests[1_000], Mode::Http);
+    println!("key-value operations of one event (warm):");
+    for (op, key) in &one.kv_ops {
+        println!("    {op:<10} {key}");
+    }
     per_op("  settings parse", N, |_| {
         black_box(Settings::parse(black_box(&raw)).unwrap());
     });

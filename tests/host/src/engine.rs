@@ -23,6 +23,8 @@ const POOL_INSTANCES: u32 = 1_000;
 /// The largest linear memory a pooled instance may grow to; each store's own limit
 /// ([`crate::host::DEFAULT_MEMORY_LIMIT`] unless set) applies below it.
 const POOL_MAX_MEMORY: usize = 1 << 30;
+/// Bytes of a pooled memory or table reset in place when its instance is dropped.
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// A compiled component, plus its pre-linked forms once linking succeeded.
 pub(crate) struct Compiled {
@@ -57,7 +59,11 @@ pub(crate) fn engine() -> Result<Engine> {
         .total_core_instances(POOL_INSTANCES * 8)
         .total_memories(POOL_INSTANCES * 2)
         .total_tables(POOL_INSTANCES * 8)
-        .max_memory_size(POOL_MAX_MEMORY);
+        .max_memory_size(POOL_MAX_MEMORY)
+        // Reset the first pages of a returned slot with memset, not madvise: no syscall and
+        // no TLB shootdown per request for a component whose working set is this small.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // `DINGTALK_HOST_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf report` names the guest's
     // functions (the benchmark's event profile, README "Benchmark").

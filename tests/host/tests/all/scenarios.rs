@@ -835,8 +835,8 @@ fn wasmtime_kv_stays_bounded() {
         .filter(|k| k.ends_with(":c") && is_slot(k))
         .count();
     assert!(
-        claims >= LOGINS + 2 * QR_LOGINS,
-        "one claim per redeemed ticket and used state at least: {claims}"
+        claims >= LOGINS + QR_LOGINS,
+        "one claim per redeemed ticket at least (a QR state is signed, not stored): {claims}"
     );
 
     // "Later": every slot and registration in a bucket that has closed, then write requests.
