@@ -548,7 +548,11 @@ fn bench_sync() -> Result<()> {
     let wall = started.elapsed();
     let all_calls = f.sim.calls();
     // The token and the scope are read once per pass whatever the org's size: shown apart.
-    let fixed = |route: &str| route.contains("gettoken") || route.contains("auth/scopes");
+    let fixed = |route: &str| {
+        route.contains("gettoken")
+            || route.contains("oauth2/accessToken")
+            || route.contains("auth/scopes")
+    };
     let overhead = all_calls.iter().filter(|c| fixed(&c.route)).count();
     let calls: Vec<_> = all_calls.into_iter().filter(|c| !fixed(&c.route)).collect();
     let mut by_route: BTreeMap<&str, usize> = BTreeMap::new();
@@ -773,7 +777,7 @@ fn bench_spin() -> Result<()> {
     let hello_wasm = hello_component()?;
     let hello = SpinApp::start_component("hello", &hello_wasm).context("spin up hello")?;
     let seconds = env_usize("BENCH_RATE_SECONDS", 3) as f64;
-    let threads = 4;
+    let threads = env_usize("BENCH_RATE_THREADS", 4);
     // Alternate the two so machine noise hits both alike; keep the better of two rounds each.
     let mut plugin_rate: f64 = 0.0;
     let mut hello_rate: f64 = 0.0;
@@ -787,6 +791,14 @@ fn bench_spin() -> Result<()> {
         )?);
         plugin_rate = plugin_rate.max(rate(single.base_url(), &page, threads, seconds, 200)?);
     }
+    // The same two over a fresh connection per request (no keep-alive), median of 400 each.
+    let hello_fresh = median_get(hello.base_url(), "/dingding/hello", 400)?;
+    println!(
+        "fresh connection per request, median: R1 page {} vs hello-world {} (hello ÷ R1 = {:.2})",
+        ms(sp),
+        ms(hello_fresh),
+        hello_fresh.as_secs_f64() / sp.as_secs_f64()
+    );
     let ratio = plugin_rate / hello_rate;
     println!(
         "R1 page under spin up: {plugin_rate:.0} requests/s; hello-world Spin component {hello_rate:.0} requests/s ({threads} keep-alive clients, {seconds:.0} s, best of 2); ratio {ratio:.2}"
