@@ -50,7 +50,8 @@ impl Run<'_, '_> {
     /// nothing is known yet) that is the root department, with no call: `listsub(1)` answering
     /// 50004 tells the scope shrank. Otherwise `GET /auth/scopes` names the authorised
     /// departments, each read with `department/get` (for its name) and reported without a parent
-    /// (its parent is outside the scope).
+    /// (its parent is outside the scope) — unless the walk meets it under another authorised
+    /// department first, which then becomes its parent (`Run::adopt_parent`).
     fn roots(&mut self, s: &mut State) -> Result<Flow, Halt> {
         let whole = s.scope.as_ref().is_none_or(AuthScopes::whole_org);
         if whole && !s.root_denied && !s.scope_checked {

@@ -73,7 +73,7 @@ impl Run<'_, '_> {
             }
         };
         if eff.seen == self.pass {
-            return Ok(());
+            return self.adopt_parent(s, &eff, dept);
         }
         let rec = Rec {
             slot,
@@ -88,6 +88,25 @@ impl Run<'_, '_> {
         self.put_dept_rec(dept.dept_id, &rec)?;
         self.put_queue_entry(s.known, &QueueEntry { dept, gone: false })?;
         s.known += 1;
+        Ok(())
+    }
+
+    /// An authorised department queued as a root (no parent: `/auth/scopes` does not say where
+    /// it sits) and met again under a parent the walk can see (nested authorised departments):
+    /// it takes that parent, unless it was already reported. One write, only in that case.
+    fn adopt_parent(&mut self, s: &State, eff: &DeptState, dept: Department) -> Result<(), Halt> {
+        let (Some(parent), Some(pos)) = (dept.parent_id, eff.pos) else {
+            return Ok(());
+        };
+        if pos < s.reported {
+            return Ok(());
+        }
+        if let Some(mut entry) = self.queue_entry(pos)? {
+            if entry.dept.dept_id == dept.dept_id && entry.dept.parent_id.is_none() && !entry.gone {
+                entry.dept.parent_id = Some(parent);
+                self.put_queue_entry(pos, &entry)?;
+            }
+        }
         Ok(())
     }
 

@@ -1342,6 +1342,23 @@ fn a_partial_scope_walks_the_authorised_subtrees_and_users() {
 }
 
 #[test]
+fn a_nested_authorised_department_keeps_its_visible_parent() {
+    let s = settings(15);
+    let mut env = FakeEnv::new();
+    let mut o = Org::sample();
+    // 4 sits under 2: both authorised, so 4 is queued as a root first, then met under 2.
+    o.scope = Some(vec![2, 4]);
+    fake(&mut env, o);
+    let pass = run_pass(&mut env, &s);
+    let mut depts: Vec<(i64, Option<i64>)> = pass
+        .iter()
+        .flat_map(|b| b.departments.iter().map(|d| (d.dept_id, d.parent_id)))
+        .collect();
+    depts.sort_unstable();
+    assert_eq!(depts, vec![(2, None), (4, Some(2)), (5, Some(2))]);
+}
+
+#[test]
 fn answers_without_data_are_retried_never_empty_departments() {
     let s = settings(15);
     let mut env = FakeEnv::new();

@@ -10,8 +10,8 @@
 //!
 //! It ends with the scoreboard of issue 12: each figure as first measured ("before"), now, and
 //! its target. Options (environment): `BENCH_LOGINS` (default 300), `BENCH_SYNC_USERS` (2000),
-//! `BENCH_SYNC_DEPTS` (100), `BENCH_EVENTS` (500), `BENCH_RATE_SECONDS` (3), `BENCH_ONLY` (a
-//! comma list of sections to run: `logins,events,sync,spin`; default all).
+//! `BENCH_SYNC_DEPTS` (100), `BENCH_EVENTS` (500), `BENCH_RATE_SECONDS` (3), `BENCH_RATE_THREADS`
+//! (4), `BENCH_ONLY` (a comma list of sections to run: `logins,events,sync,spin`; default all).
 
 use anyhow::{Context, Result};
 use dingtalk_host::redis::Redis;
