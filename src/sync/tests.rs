@@ -1302,12 +1302,7 @@ fn a_partial_scope_walks_the_authorised_subtrees_and_users() {
     o.authed_users = vec!["b".into()];
     let org = fake(&mut env, o);
     let pass1 = run_pass(&mut env, &s);
-    let mut depts: Vec<(i64, Option<i64>)> = pass1
-        .iter()
-        .flat_map(|b| b.departments.iter().map(|d| (d.dept_id, d.parent_id)))
-        .collect();
-    depts.sort_unstable();
-    assert_eq!(depts, vec![(2, None), (4, Some(2)), (5, Some(2))]);
+    assert_eq!(tree_of(&pass1), [(2, None), (4, Some(2)), (5, Some(2))]);
     assert_eq!(
         ids_of(&pass1),
         vec!["a", "b", "c", "d", "e1", "e2", "e3", "e4", "e5"],
@@ -1350,12 +1345,17 @@ fn a_nested_authorised_department_keeps_its_visible_parent() {
     o.scope = Some(vec![2, 4]);
     fake(&mut env, o);
     let pass = run_pass(&mut env, &s);
+    assert_eq!(tree_of(&pass), [(2, None), (4, Some(2)), (5, Some(2))]);
+}
+
+/// The departments a pass reported, as sorted `(id, parent)` pairs.
+fn tree_of(pass: &[SyncBatch]) -> Vec<(i64, Option<i64>)> {
     let mut depts: Vec<(i64, Option<i64>)> = pass
         .iter()
         .flat_map(|b| b.departments.iter().map(|d| (d.dept_id, d.parent_id)))
         .collect();
     depts.sort_unstable();
-    assert_eq!(depts, vec![(2, None), (4, Some(2)), (5, Some(2))]);
+    depts
 }
 
 #[test]
