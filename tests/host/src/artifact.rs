@@ -63,8 +63,12 @@ fn build_component() -> Result<PathBuf> {
             "-p",
             GUEST_PACKAGE,
         ])
-        // Flags meant for the host build (e.g. from `cargo llvm-cov`) must not reach the guest.
+        // Flags and wrappers meant for the host build (`cargo llvm-cov`; `.ci/run` lints the test
+        // build through clippy-driver) must not reach the guest: its build would differ from the
+        // one `.ci/run` made and be redone.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()
         .with_context(|| {
             format!(
