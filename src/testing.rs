@@ -103,6 +103,8 @@ pub struct FakeEnv {
     pub responder: Responder,
     /// How long each outgoing request takes (the clock moves on by this much per call).
     pub http_latency_ms: u64,
+    /// How long each key-value operation takes (the clock moves on by this much per operation).
+    pub kv_latency_ms: u64,
     /// Key-value operations made so far (get, set, delete, increment).
     pub kv_op_count: u64,
     /// Fails the key-value operation with this index (counted by [`FakeEnv::kv_op_count`]) once.
@@ -124,6 +126,7 @@ impl FakeEnv {
             kv_ops: Vec::new(),
             responder: Box::new(move |r| Ok(s.borrow_mut().answer(r))),
             http_latency_ms: 0,
+            kv_latency_ms: 0,
             kv_op_count: 0,
             kv_fault: None,
             script,
@@ -220,6 +223,7 @@ impl FakeEnv {
 
     /// Runs one key-value operation under the armed fault, if any.
     fn kv_op<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T, KvError>) -> Result<T, KvError> {
+        self.now += self.kv_latency_ms;
         match self.kv_fault_now() {
             Some(KvFault::Down) => Err(KvError("injected: store down".into())),
             Some(KvFault::Timeout) => {

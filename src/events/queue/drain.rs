@@ -3,7 +3,7 @@
 
 use super::lease::Lease;
 use super::record::{drain_slot, Step};
-use super::{HEAD_KEY, LEASE_MARGIN_MS, LEASE_WINDOW_MS, TAIL_KEY};
+use super::{FIRST_BATCH, HEAD_KEY, LEASE_MARGIN_MS, LEASE_WINDOW_MS, MAX_BATCH, TAIL_KEY};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::model::SequencedChange;
@@ -30,6 +30,68 @@ impl DrainBudget {
         time_ms: 2_000,
         max_changes: 5_000,
     };
+
+    /// This budget less the `spent_ms` its request already used before draining: the event
+    /// route's deadline counts from the push's arrival, so a slow decryption or store leaves
+    /// less time to drain instead of delaying the answer.
+    #[must_use]
+    pub fn less(self, spent_ms: u64) -> DrainBudget {
+        DrainBudget {
+            time_ms: self.time_ms.saturating_sub(spent_ms),
+            ..self
+        }
+    }
+}
+
+/// What is left of one drain's budget, and how fast this drain has been recording: each batch
+/// is sized to what the remaining time holds at the pace the previous batch took, so a slow
+/// store (Spin's SQLite under load) shortens batches instead of overrunning the deadline.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Allowance {
+    /// Nothing is started at or after this time (Unix ms).
+    pub until: u64,
+    /// Most changes recorded by the whole drain.
+    pub max_changes: usize,
+    /// Microseconds the last batch took per item (detail calls and writes), once measured.
+    us_per_item: Option<u64>,
+}
+
+impl Allowance {
+    fn new(until: u64, max_changes: usize) -> Allowance {
+        Allowance {
+            until,
+            max_changes,
+            us_per_item: None,
+        }
+    }
+
+    /// Whether the drain must stop before another batch: out of time or of changes.
+    pub fn spent(&self, now: u64, recorded: usize) -> bool {
+        now >= self.until || recorded >= self.max_changes
+    }
+
+    /// How many items the next batch may take: [`FIRST_BATCH`] until a pace is known, then
+    /// what three quarters of the remaining time holds at that pace; at least one, at most
+    /// [`MAX_BATCH`] and the changes left.
+    pub fn batch_size(&self, now: u64, recorded: usize) -> usize {
+        let by_time = match self.us_per_item {
+            None => FIRST_BATCH,
+            Some(us) => {
+                let left_us = self.until.saturating_sub(now).saturating_mul(750);
+                usize::try_from(left_us / us.max(1)).unwrap_or(MAX_BATCH)
+            }
+        };
+        by_time
+            .clamp(1, MAX_BATCH)
+            .min(self.max_changes.saturating_sub(recorded))
+    }
+
+    /// Notes that a batch of `items` took `took_ms` (a batch under a millisecond counts as one).
+    pub fn observe(&mut self, items: usize, took_ms: u64) {
+        if let Ok(items @ 1..) = u64::try_from(items) {
+            self.us_per_item = Some(took_ms.max(1).saturating_mul(1000) / items);
+        }
+    }
 }
 
 /// What one drain did.
@@ -55,6 +117,7 @@ pub fn drain_deferred(
 ) -> Result<Drained, Failure> {
     let start = env.now_ms();
     let until = start + budget.time_ms.min(LEASE_WINDOW_MS - LEASE_MARGIN_MS);
+    let mut allowance = Allowance::new(until, budget.max_changes);
     let mut drained = Drained::default();
     let mut apps: Option<Vec<CorpApp>> = None;
     let (mut head, mut tail) = (read_head(env)?, read_tail(env)?);
@@ -64,7 +127,7 @@ pub fn drain_deferred(
             return Ok(drained);
         }
         let now = env.now_ms();
-        if now >= until || drained.changes.len() >= budget.max_changes {
+        if allowance.spent(now, drained.changes.len()) {
             drained.more = true;
             return Ok(drained);
         }
@@ -77,8 +140,7 @@ pub fn drain_deferred(
             settings,
             &mut apps,
             (head, tail),
-            until,
-            budget.max_changes,
+            &mut allowance,
             &mut drained,
         );
         lease.release(env);
@@ -125,8 +187,7 @@ fn drain_held(
     settings: &Settings,
     apps: &mut Option<Vec<CorpApp>>,
     (mut head, tail): (u64, u64),
-    until: u64,
-    max_changes: usize,
+    allowance: &mut Allowance,
     drained: &mut Drained,
 ) -> Result<(Held, u64), Failure> {
     loop {
@@ -134,11 +195,11 @@ fn drain_held(
         if head >= tail {
             return Ok((Held::Empty, head));
         }
-        if env.now_ms() >= until || drained.changes.len() >= max_changes {
+        if allowance.spent(env.now_ms(), drained.changes.len()) {
             return Ok((Held::Paused, head));
         }
         let n = head + 1;
-        match drain_slot(env, settings, apps, n, until, max_changes, drained)? {
+        match drain_slot(env, settings, apps, n, allowance, drained)? {
             Step::Finished(leftovers) => {
                 env.kv_set(HEAD_KEY, n.to_string().as_bytes())?;
                 head = n;

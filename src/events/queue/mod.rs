@@ -60,6 +60,8 @@ use serde::{Deserialize, Serialize};
 pub const CHUNK_IDS: usize = 1000;
 /// Most items one batch records (one change-log reservation each).
 const MAX_BATCH: usize = 200;
+/// Items in a drain's first batch, before its pace is known.
+const FIRST_BATCH: usize = 25;
 /// How long an event's queued/done marker is kept: re-deliveries within it are recognised.
 pub const STATE_TTL_MS: u64 = 3 * 24 * 3600 * 1000;
 /// A slot without its record (or an event without its marker) this long is given up: its

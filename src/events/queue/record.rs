@@ -3,10 +3,10 @@
 //! batch's unwritten positions voided, the directory mirror kept in step, and the event marked
 //! done.
 
-use super::drain::Drained;
+use super::drain::{Allowance, Drained};
 use super::{
     gap_expired, ids_at, load_marker, slot_key, slot_keys, Marker, Reserved, SlotRecord,
-    StampedMarker, Work, MAX_BATCH, MAX_FAILURES, MIN_CALL_MS, VOID_SLOT,
+    StampedMarker, Work, MAX_FAILURES, MIN_CALL_MS, VOID_SLOT,
 };
 use crate::corps;
 use crate::dingtalk::{contacts, ApiError, Client, Endpoints, Problem, CALL_TIMEOUT_MS};
@@ -25,16 +25,16 @@ pub(super) enum Step {
     Paused,
 }
 
-/// Drains slot `n` while time and `max_changes` last, recording its changes into `drained`.
+/// Drains slot `n` while the allowance lasts, recording its changes into `drained`.
 pub(super) fn drain_slot(
     env: &mut dyn Env,
     settings: &Settings,
     apps: &mut Option<Vec<CorpApp>>,
     n: u64,
-    until: u64,
-    max_changes: usize,
+    allowance: &mut Allowance,
     drained: &mut Drained,
 ) -> Result<Step, Failure> {
+    let until = allowance.until;
     let record = match env.kv_get(&slot_key(n))? {
         None => {
             // Being written (an enqueue between its increment and its write), or its writer
@@ -111,14 +111,14 @@ pub(super) fn drain_slot(
     let endpoints = Endpoints::from_settings(settings);
     let mut chunk_cache = None;
     while record.next < record.total {
-        let left = max_changes.saturating_sub(drained.changes.len());
-        if env.now_ms() >= until || left == 0 {
+        let batch_started = env.now_ms();
+        if allowance.spent(batch_started, drained.changes.len()) {
             return Ok(Step::Paused);
         }
         let mut ids = ids_at(env, n, &record, &mut chunk_cache, record.next as usize)?;
         ids.truncate(
-            MAX_BATCH
-                .min(left)
+            allowance
+                .batch_size(batch_started, drained.changes.len())
                 .min((record.total - record.next) as usize),
         );
         if ids.is_empty() {
@@ -196,6 +196,7 @@ pub(super) fn drain_slot(
         if record.next < record.total {
             kv::put_json(env, &slot_key(n), &record)?;
         }
+        allowance.observe(span as usize, env.now_ms().saturating_sub(batch_started));
     }
     finish(env, &record, exp)?;
     Ok(Step::Finished(slot_keys(n, &record)))
