@@ -175,3 +175,45 @@ fn exceeding_the_deadline_is_an_error() -> Result<()> {
     );
     Ok(())
 }
+
+/// Under `spin up`, requests on one keep-alive connection are answered in about a millisecond.
+/// The plugin writes and finishes the response body before handing the response to Spin; handed
+/// over first, Spin wrote the head alone after the settings read, and the body waited for the
+/// client's delayed ACK (Nagle): about 40 ms on every request but the first few.
+#[test]
+fn spin_answers_keep_alive_requests_without_a_delayed_ack_stall() -> Result<()> {
+    let settings: dingtalk_host::demo::Settings = valid_settings().into_iter().collect();
+    let Some(spin) = dingtalk_host::spin::SpinApp::start(&dingtalk_host::spin::SpinOptions {
+        settings: &settings,
+        runtime_config: None,
+        label: "keep-alive",
+    }) else {
+        return Ok(());
+    };
+    let client = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let mut took = Vec::new();
+    for path in [
+        "/dingding/nope",
+        "/dingding/dingding_auth_corp?corpId=dingcorp",
+    ] {
+        for _ in 0..25 {
+            let started = std::time::Instant::now();
+            let response = client.get(format!("{}{path}", spin.base_url())).send()?;
+            let status = response.status().as_u16();
+            let body = response.bytes()?;
+            took.push(started.elapsed());
+            assert!(matches!(status, 200 | 404), "{path}: {status}");
+            assert!(!body.is_empty(), "{path}: an empty body");
+        }
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "median {median:?} over one keep-alive connection (all: {took:?})\n{}",
+        spin.log_tail()
+    );
+    Ok(())
+}
