@@ -4,16 +4,21 @@
 use crate::failure::Failure;
 use crate::model::CorpOption;
 use crate::settings::{Issue, Settings};
+use crate::web::csp::Inline;
 use crate::web::http::Response;
+#[cfg(test)]
 use base64::Engine;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
+#[cfg(test)]
 use sha2::{Digest, Sha256};
 
 /// DingTalk's JSAPI from its CDN (docs/dingtalk-api.md §2.1).
 pub const JSAPI_URL: &str = "https://g.alicdn.com/dingding/dingtalk-jsapi/3.1.0/dingtalk.open.js";
 
-const STYLE: &str = "body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Microsoft YaHei',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f2329;line-height:1.6}h1{font-size:1.3rem}p.en{color:#646a73}code{background:#f2f3f5;padding:0 .2rem}a.button,button{display:block;width:100%;margin:.5rem 0;padding:.7rem;border:1px solid #3370ff;border-radius:6px;background:#fff;color:#3370ff;font-size:1rem;text-align:center;text-decoration:none;cursor:pointer}li{margin:.3rem 0}";
+const STYLE: Inline = Inline::new("body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Microsoft YaHei',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f2329;line-height:1.6}h1{font-size:1.3rem}p.en{color:#646a73}code{background:#f2f3f5;padding:0 .2rem}a.button,button{display:block;width:100%;margin:.5rem 0;padding:.7rem;border:1px solid #3370ff;border-radius:6px;background:#fff;color:#3370ff;font-size:1rem;text-align:center;text-decoration:none;cursor:pointer}li{margin:.3rem 0}");
 
+/// The CSP source of `source` hashed at run time, to check the compile-time hashes against.
+#[cfg(test)]
 pub(crate) fn csp_hash(source: &str) -> String {
     let digest = Sha256::digest(source.as_bytes());
     format!(
@@ -22,7 +27,7 @@ pub(crate) fn csp_hash(source: &str) -> String {
     )
 }
 
-fn page(status: u16, title: &str, body_html: &str, script: Option<(&str, &[&str])>) -> Response {
+fn page(status: u16, title: &str, body_html: &str, script: Option<(&Inline, &[&str])>) -> Response {
     let mut script_src = vec![];
     let mut scripts_html = String::new();
     if let Some((inline, external)) = script {
@@ -30,17 +35,18 @@ fn page(status: u16, title: &str, body_html: &str, script: Option<(&str, &[&str]
             script_src.push(src.to_string());
             scripts_html.push_str(&format!("<script src=\"{}\"></script>", attr(src)));
         }
-        script_src.push(csp_hash(inline));
-        scripts_html.push_str(&format!("<script>{inline}</script>"));
+        script_src.push(inline.csp_source().to_string());
+        scripts_html.push_str(&format!("<script>{}</script>", inline.code));
     }
     let csp = format!(
         "default-src 'none'; style-src {}; img-src https: data:; script-src {}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        csp_hash(STYLE),
+        STYLE.csp_source(),
         if script_src.is_empty() { "'none'".to_string() } else { script_src.join(" ") }
     );
     let html = format!(
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{body_html}{scripts_html}</body></html>",
-        text(title)
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title><style>{}</style></head><body>{body_html}{scripts_html}</body></html>",
+        text(title),
+        STYLE.code
     );
     Response::html(status, html).header("content-security-policy", &csp)
 }
@@ -108,7 +114,9 @@ pub(crate) fn json_block(value: &serde_json::Value) -> String {
         .replace('&', "\\u0026")
 }
 
-const INAPP_SCRIPT: &str = r#"(function(){var cfg=JSON.parse(document.getElementById('dd-config').textContent);var st=document.getElementById('status');function show(m){st.textContent=m;}var done=false;if(cfg.retry){var s=null;try{s=window.sessionStorage;}catch(e){}var k='dd_inapp_retry';var last=0;try{last=s?Number(s.getItem(k)||0):0;}catch(e){}if(!s||Date.now()-last<60000){show(cfg.cookies);return;}try{s.setItem(k,String(Date.now()));}catch(e){show(cfg.cookies);return;}}function fail(e){if(done)return;done=true;var d=e&&(e.errorMessage||e.message||e.errorCode);show(cfg.failed+(d?' ('+d+')':''));}function go(code){if(done)return;done=true;var u=new URL(window.location.href);u.searchParams.set('code',code);window.location.replace(u.toString());}if(typeof dd==='undefined'||(dd.env&&dd.env.platform==='notInDingTalk')){show(cfg.outside);return;}var req={corpId:cfg.corpId,clientId:cfg.clientId,onSuccess:function(r){if(r&&r.code){go(r.code);}else{fail();}},onFail:fail};setTimeout(function(){if(!done){show(cfg.slow);}},10000);if(dd.error){dd.error(fail);}dd.ready(function(){if(typeof dd.requestAuthCode==='function'){dd.requestAuthCode(req);}else if(dd.runtime&&dd.runtime.permission&&dd.runtime.permission.requestAuthCode){dd.runtime.permission.requestAuthCode({corpId:cfg.corpId,onSuccess:req.onSuccess,onFail:fail});}else{show(cfg.outside);}});})();"#;
+const INAPP_SCRIPT: Inline = Inline::new(
+    r#"(function(){var cfg=JSON.parse(document.getElementById('dd-config').textContent);var st=document.getElementById('status');function show(m){st.textContent=m;}var done=false;if(cfg.retry){var s=null;try{s=window.sessionStorage;}catch(e){}var k='dd_inapp_retry';var last=0;try{last=s?Number(s.getItem(k)||0):0;}catch(e){}if(!s||Date.now()-last<60000){show(cfg.cookies);return;}try{s.setItem(k,String(Date.now()));}catch(e){show(cfg.cookies);return;}}function fail(e){if(done)return;done=true;var d=e&&(e.errorMessage||e.message||e.errorCode);show(cfg.failed+(d?' ('+d+')':''));}function go(code){if(done)return;done=true;var u=new URL(window.location.href);u.searchParams.set('code',code);window.location.replace(u.toString());}if(typeof dd==='undefined'||(dd.env&&dd.env.platform==='notInDingTalk')){show(cfg.outside);return;}var req={corpId:cfg.corpId,clientId:cfg.clientId,onSuccess:function(r){if(r&&r.code){go(r.code);}else{fail();}},onFail:fail};setTimeout(function(){if(!done){show(cfg.slow);}},10000);if(dd.error){dd.error(fail);}dd.ready(function(){if(typeof dd.requestAuthCode==='function'){dd.requestAuthCode(req);}else if(dd.runtime&&dd.runtime.permission&&dd.runtime.permission.requestAuthCode){dd.runtime.permission.requestAuthCode({corpId:cfg.corpId,onSuccess:req.onSuccess,onFail:fail});}else{show(cfg.outside);}});})();"#,
+);
 
 /// R1/R2 without a code: loads the JSAPI, asks for an auth code for `corp_id`, comes back to the
 /// same URL with `code` set (the router adds the cookie that binds the exchange to this browser).
@@ -132,7 +140,7 @@ pub fn inapp_page(corp_id: &str, client_id: &str, retry: bool) -> Response {
         200,
         "钉钉登录 · DingTalk sign-in",
         &body,
-        Some((INAPP_SCRIPT, &[JSAPI_URL])),
+        Some((&INAPP_SCRIPT, &[JSAPI_URL])),
     )
 }
 
@@ -165,10 +173,10 @@ mod tests {
     fn csp_pins_the_inline_script() {
         let r = inapp_page("dingcorp", "appkey", true);
         let csp = r.get_header("content-security-policy").unwrap();
-        assert!(csp.contains(&csp_hash(INAPP_SCRIPT)));
+        assert!(csp.contains(&csp_hash(INAPP_SCRIPT.code)));
         assert!(csp.contains(JSAPI_URL));
         let html = String::from_utf8(r.body).unwrap();
-        assert!(html.contains(INAPP_SCRIPT));
+        assert!(html.contains(INAPP_SCRIPT.code));
         assert!(html.contains("requestAuthCode"));
         assert!(html.contains("dd.runtime.permission.requestAuthCode"));
         assert!(html.contains("\"retry\":true") && html.contains("sessionStorage"));

@@ -6,13 +6,15 @@ use super::session::Session;
 use super::{Lang, PAGE_PATH, SYNC_PATH};
 use crate::settings::Settings;
 use crate::setup::{self, Guide, Status, Step, SyncView};
+use crate::web::csp::Inline;
 use crate::web::http::Response;
-use crate::web::pages::{csp_hash, json_block};
+use crate::web::pages::json_block;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-const STYLE: &str = "*{box-sizing:border-box}body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Noto Sans CJK SC','Microsoft YaHei',sans-serif;max-width:52rem;margin:0 auto;padding:1rem;color:#1f2329;line-height:1.6;font-size:16px}h1{font-size:1.4rem;margin:.5rem 0}h2{font-size:1.1rem;margin:0 0 .4rem}header{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;justify-content:space-between}nav a{margin-right:.6rem}form.inline{display:inline}.step{border:1px solid #dee0e3;border-left:6px solid #c9cdd4;border-radius:8px;padding:.8rem 1rem;margin:1rem 0}.step.done{border-left-color:#34c724}.step.check{border-left-color:#ff8800}.step.wrong{border-left-color:#f54a45;background:#fff6f6}.action{background:#f2f3f5;padding:.5rem .7rem;border-radius:6px}.wrong .action{background:#fde2e2}dl.values{margin:.5rem 0}dt{font-weight:600;margin-top:.5rem}dd{margin:0;display:flex;gap:.4rem;align-items:flex-start}code{background:#f2f3f5;padding:.1rem .3rem;border-radius:4px;word-break:break-all;font-size:.9rem}dd code{flex:1;padding:.4rem}button,input{font:inherit}button{padding:.45rem .9rem;border:1px solid #3370ff;border-radius:6px;background:#fff;color:#3370ff;cursor:pointer;min-height:2.5rem}button.primary{background:#3370ff;color:#fff}button:disabled{opacity:.6;cursor:default}button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid #ffb020;outline-offset:2px}input[type=password]{width:100%;padding:.6rem;border:1px solid #c9cdd4;border-radius:6px;margin:.4rem 0 .8rem}.error{color:#d83931;font-weight:600}ul.set,ul.checks{padding-left:1.2rem;margin:.4rem 0}table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #dee0e3;padding:.3rem;text-align:left;vertical-align:top}progress{width:100%;height:1.4rem}.muted{color:#646a73;font-size:.9rem}.summary{display:flex;flex-wrap:wrap;gap:.3rem 1rem;padding:0;list-style:none}@media (max-width:30rem){body{padding:.6rem}.step{padding:.6rem .7rem}td:nth-child(3),th:nth-child(3){display:none}}";
+const STYLE: Inline = Inline::new("*{box-sizing:border-box}body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Noto Sans CJK SC','Microsoft YaHei',sans-serif;max-width:52rem;margin:0 auto;padding:1rem;color:#1f2329;line-height:1.6;font-size:16px}h1{font-size:1.4rem;margin:.5rem 0}h2{font-size:1.1rem;margin:0 0 .4rem}header{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;justify-content:space-between}nav a{margin-right:.6rem}form.inline{display:inline}.step{border:1px solid #dee0e3;border-left:6px solid #c9cdd4;border-radius:8px;padding:.8rem 1rem;margin:1rem 0}.step.done{border-left-color:#34c724}.step.check{border-left-color:#ff8800}.step.wrong{border-left-color:#f54a45;background:#fff6f6}.action{background:#f2f3f5;padding:.5rem .7rem;border-radius:6px}.wrong .action{background:#fde2e2}dl.values{margin:.5rem 0}dt{font-weight:600;margin-top:.5rem}dd{margin:0;display:flex;gap:.4rem;align-items:flex-start}code{background:#f2f3f5;padding:.1rem .3rem;border-radius:4px;word-break:break-all;font-size:.9rem}dd code{flex:1;padding:.4rem}button,input{font:inherit}button{padding:.45rem .9rem;border:1px solid #3370ff;border-radius:6px;background:#fff;color:#3370ff;cursor:pointer;min-height:2.5rem}button.primary{background:#3370ff;color:#fff}button:disabled{opacity:.6;cursor:default}button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid #ffb020;outline-offset:2px}input[type=password]{width:100%;padding:.6rem;border:1px solid #c9cdd4;border-radius:6px;margin:.4rem 0 .8rem}.error{color:#d83931;font-weight:600}ul.set,ul.checks{padding-left:1.2rem;margin:.4rem 0}table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #dee0e3;padding:.3rem;text-align:left;vertical-align:top}progress{width:100%;height:1.4rem}.muted{color:#646a73;font-size:.9rem}.summary{display:flex;flex-wrap:wrap;gap:.3rem 1rem;padding:0;list-style:none}@media (max-width:30rem){body{padding:.6rem}.step{padding:.6rem .7rem}td:nth-child(3),th:nth-child(3){display:none}}");
 
-const SCRIPT: &str = r#"(function(){var cfg=JSON.parse(document.getElementById('setup-config').textContent);var L=cfg.text;
+const SCRIPT: Inline = Inline::new(
+    r#"(function(){var cfg=JSON.parse(document.getElementById('setup-config').textContent);var L=cfg.text;
 document.querySelectorAll('button.copy').forEach(function(b){b.hidden=false;b.addEventListener('click',function(){var el=document.getElementById(b.getAttribute('data-copy'));var v=el.textContent;function ok(){b.textContent=L.copied;setTimeout(function(){b.textContent=L.copy;},1500);}function fallback(){var r=document.createRange();r.selectNodeContents(el);var s=window.getSelection();s.removeAllRanges();s.addRange(r);try{if(document.execCommand('copy'))ok();}catch(e){}}if(navigator.clipboard&&navigator.clipboard.writeText){navigator.clipboard.writeText(v).then(ok,fallback);}else{fallback();}});});
 var form=document.getElementById('sync-form');if(!form)return;var bar=document.getElementById('sync-bar'),out=document.getElementById('sync-text'),btn=document.getElementById('sync-button');var cursor=cfg.sync.cursor||'',running=false,start=false;
 function fill(s,v){return s.replace('{dd}',v.departments_done).replace('{dk}',v.departments_known).replace('{m}',v.members_seen).replace('{x}',v.deactivated).replace('{s}',v.eta_seconds);}
@@ -20,21 +22,23 @@ function show(v){bar.value=v.percent;bar.setAttribute('aria-valuenow',v.percent)
 function stop(label){running=false;btn.disabled=false;if(label)btn.textContent=label;}
 function step(){var body=JSON.stringify({csrf:cfg.csrf,ack:cursor,start:start});start=false;fetch(form.action,{method:'POST',credentials:'same-origin',headers:{'content-type':'application/json','x-csrf-token':cfg.csrf},body:body}).then(function(r){return r.json().then(function(j){return{ok:r.ok,j:j};});}).then(function(a){if(!a.ok){var e=a.j&&a.j.error;out.textContent=e?(cfg.lang==='en'?e.message:e.message_zh):L.failed;stop();return;}var v=a.j;if(v.cursor)cursor=v.cursor;show(v);if(v.state==='complete'){stop(L.again);return;}setTimeout(step,Math.max(v.retry_after_ms||0,v.following?1000:0));},function(){out.textContent=L.failed;stop();});}
 function run(first){if(running)return;running=true;start=first;btn.disabled=true;step();}
-form.addEventListener('submit',function(ev){ev.preventDefault();run(true);});if(cfg.resume)run(false);})();"#;
+form.addEventListener('submit',function(ev){ev.preventDefault();run(true);});if(cfg.resume)run(false);})();"#,
+);
 
-fn shell(status: u16, lang: Lang, title: &str, body: &str, script: Option<&str>) -> Response {
-    let script_src = script.map(csp_hash).unwrap_or_else(|| "'none'".into());
+fn shell(status: u16, lang: Lang, title: &str, body: &str, script: Option<&Inline>) -> Response {
+    let script_src = script.map_or("'none'", Inline::csp_source);
     let csp = format!(
         "default-src 'none'; style-src {}; img-src data:; script-src {script_src}; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        csp_hash(STYLE)
+        STYLE.csp_source()
     );
     let script_html = script
-        .map(|s| format!("<script>{s}</script>"))
+        .map(|s| format!("<script>{}</script>", s.code))
         .unwrap_or_default();
     let html = format!(
-        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{body}{script_html}</body></html>",
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title><style>{}</style></head><body>{body}{script_html}</body></html>",
         lang.pick("zh-CN", "en"),
-        text(title)
+        text(title),
+        STYLE.code
     );
     Response::html(status, html).header("content-security-policy", &csp)
 }
@@ -303,7 +307,7 @@ pub(super) fn guide_page(
         lang,
         lang.pick("钉钉应用配置", "DingTalk app set-up"),
         &body,
-        Some(SCRIPT),
+        Some(&SCRIPT),
     )
 }
 
@@ -315,6 +319,7 @@ mod tests {
     use crate::testing::FakeEnv;
     use crate::web::http::Request;
     use crate::web::router::{self, Mode};
+    use crate::web::pages::csp_hash;
 
     #[test]
     fn the_page_shows_every_step_no_secret_and_pins_its_script() {
@@ -344,9 +349,9 @@ mod tests {
         assert!(html.contains("https://forms.example.com/index.php?dingding/dd_callback&amp;usertype=admin&amp;corpId=dingcorp123"));
         assert!(html.contains("qyapi_get_department_member"));
         let csp = r.get_header("content-security-policy").unwrap();
-        assert!(csp.contains(&csp_hash(SCRIPT)) && csp.contains(&csp_hash(STYLE)));
+        assert!(csp.contains(&csp_hash(SCRIPT.code)) && csp.contains(&csp_hash(STYLE.code)));
         assert!(csp.contains("connect-src 'self'") && !csp.contains("unsafe"));
-        assert!(html.contains(SCRIPT));
+        assert!(html.contains(SCRIPT.code));
         // Every DingTalk call failed (no fake answers): credentials wrong, with the action.
         assert!(
             html.contains("id=\"step-4\" data-status=\"wrong\""),

@@ -291,6 +291,13 @@ fn bench_logins(f: &Fixture) -> Result<()> {
         "0",
         Some(page_ops == 0),
     );
+    let mut page_samples = Vec::new();
+    for _ in 0..n {
+        let (status, _, wall, waited) = timed(&h, &page, &[])?;
+        anyhow::ensure!(status == 200, "the R1 page answered {status}");
+        page_samples.push((wall, waited));
+    }
+    report_times("R1 page (no code)", &mut page_samples);
     let cookie = inapp_cookie(
         page_headers
             .iter()
