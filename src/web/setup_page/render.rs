@@ -318,8 +318,8 @@ mod tests {
     use crate::settings::tests::sample_raw;
     use crate::testing::FakeEnv;
     use crate::web::http::Request;
-    use crate::web::router::{self, Mode};
     use crate::web::pages::csp_hash;
+    use crate::web::router::{self, Mode};
 
     #[test]
     fn the_page_shows_every_step_no_secret_and_pins_its_script() {
