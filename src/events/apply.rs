@@ -727,21 +727,31 @@ mod tests {
         assert_eq!(fetched.len(), 8);
     }
 
+    /// The plaintext of an `event_type` push naming `n` members `u0`, `u1`, ….
+    fn many_ids(event_type: &str, event_id: &str, n: usize) -> String {
+        let ids: Vec<String> = (0..n).map(|i| format!("\"u{i}\"")).collect();
+        format!(
+            r#"{{"EventType":"{event_type}","eventId":"{event_id}","UserId":[{}]}}"#,
+            ids.join(",")
+        )
+    }
+
+    /// Pushes `plain` now: the answer, and how long it took on the fake clock.
+    fn push_now(env: &mut FakeEnv, s: &Settings, plain: &str) -> (Routed, u64) {
+        let started = env.now;
+        let r = handle(env, s, &Push::new(plain, started).request(s));
+        (r, env.now - started)
+    }
+
     #[test]
     fn twenty_slow_detail_calls_do_not_delay_the_answer() {
         let s = sample();
         let mut env = FakeEnv::new();
         dingtalk(&mut env);
         env.http_latency_ms = 150;
-        let ids: Vec<String> = (0..20).map(|i| format!("\"u{i}\"")).collect();
-        let plain = format!(
-            r#"{{"EventType":"user_add_org","eventId":"e20","UserId":[{}]}}"#,
-            ids.join(",")
-        );
-        let started = env.now;
-        let r = handle(&mut env, &s, &Push::new(&plain, started).request(&s));
+        let plain = many_ids("user_add_org", "e20", 20);
+        let (r, took) = push_now(&mut env, &s, &plain);
         assert_success(&s, &r);
-        let took = env.now - started;
         assert!(
             took <= DrainBudget::EVENT.time_ms + 150,
             "answered after {took} ms"
@@ -763,15 +773,9 @@ mod tests {
         let mut env = FakeEnv::new();
         dingtalk(&mut env);
         env.kv_latency_ms = 1;
-        let ids: Vec<String> = (0..10_000).map(|i| format!("\"u{i}\"")).collect();
-        let plain = format!(
-            r#"{{"EventType":"user_leave_org","eventId":"slow","UserId":[{}]}}"#,
-            ids.join(",")
-        );
-        let started = env.now;
-        let r = handle(&mut env, &s, &Push::new(&plain, started).request(&s));
+        let plain = many_ids("user_leave_org", "slow", 10_000);
+        let (r, took) = push_now(&mut env, &s, &plain);
         assert_success(&s, &r);
-        let took = env.now - started;
         assert!(
             took <= DrainBudget::EVENT.time_ms + 50,
             "answered after {took} ms"
@@ -803,15 +807,9 @@ mod tests {
         dingtalk(&mut env);
         // 60 ms per store operation: queueing alone takes several hundred ms.
         env.kv_latency_ms = 60;
-        let ids: Vec<String> = (0..3_000).map(|i| format!("\"u{i}\"")).collect();
-        let plain = format!(
-            r#"{{"EventType":"user_leave_org","eventId":"late","UserId":[{}]}}"#,
-            ids.join(",")
-        );
-        let started = env.now;
-        let r = handle(&mut env, &s, &Push::new(&plain, started).request(&s));
+        let plain = many_ids("user_leave_org", "late", 3_000);
+        let (r, took) = push_now(&mut env, &s, &plain);
         assert_success(&s, &r);
-        let took = env.now - started;
         assert!(
             took <= DrainBudget::EVENT.time_ms + 400,
             "answered after {took} ms"
@@ -823,11 +821,7 @@ mod tests {
         let s = sample();
         let mut env = FakeEnv::new();
         dingtalk(&mut env);
-        let ids: Vec<String> = (0..10_000).map(|i| format!("\"u{i}\"")).collect();
-        let plain = format!(
-            r#"{{"EventType":"user_leave_org","eventId":"bulk","UserId":[{}]}}"#,
-            ids.join(",")
-        );
+        let plain = many_ids("user_leave_org", "bulk", 10_000);
         for i in 0..3 {
             crate::directory::mirror::store(&mut env, &member(&format!("u{i}"))).unwrap();
         }
